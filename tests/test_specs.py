@@ -111,3 +111,14 @@ def test_mpi3d_grid_from_length():
   assert legacy.sizes == (4, 4, 2, 3, 3, 40, 40)
   with pytest.raises(ValueError, match="1,036,800"):
     specs.mpi3d_for_num_images(1000)
+
+
+def test_subgrid_keeps_index_meaning():
+  small = specs.SHAPES3D.subgrid((2, 3, 4, 5, 4, 6))
+  assert small.sizes == (2, 3, 4, 5, 4, 6) and small.num_images == 2880
+  assert small.name == "shapes3d"
+  idx = small.all_factor_indices()
+  np.testing.assert_array_equal(small.values(idx), specs.SHAPES3D.values(idx))
+  assert small.factors[4].value_names == ("cube", "cylinder", "sphere", "capsule")
+  with pytest.raises(ValueError, match="subgrid"):
+    specs.SHAPES3D.subgrid((11, 3, 4, 5, 4, 6))

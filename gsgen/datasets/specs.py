@@ -192,6 +192,25 @@ class DatasetSpec:
       return np.asarray(factor_indices, np.float32) * scale
     return factor_indices.astype(np.float32) * scale
 
+  def subgrid(self, sizes) -> DatasetSpec:
+    """The same dataset on the first ``sizes[i]`` values of each factor.
+
+    Indices keep their meaning (a renderer draws them as on the full grid), so a subgrid is
+    a small, fast stand-in for tests and smoke runs.
+
+    Args:
+      sizes: one size per factor, each at least 2 and at most the full size.
+    """
+    sizes = tuple(int(n) for n in sizes)
+    if len(sizes) != self.num_factors or any(
+        not 2 <= n <= f.size for n, f in zip(sizes, self.factors)):
+      raise ValueError(f"subgrid sizes for {self.name} need one size in [2, full size] per "
+                       f"factor, full sizes {self.sizes}; got {sizes}.")
+    return dataclasses.replace(self, factors=tuple(
+        dataclasses.replace(f, values=f.values[:n],
+                            value_names=f.value_names and f.value_names[:n])
+        for f, n in zip(self.factors, sizes)))
+
   def all_factor_indices(self) -> np.ndarray:
     """Factor indices of the whole grid in flat order, ``[num_images, num_factors]``."""
     return _grid(self.sizes)
