@@ -1,0 +1,176 @@
+"""Procedural dSprites: a pure, jitted JAX renderer of factor indices.
+
+Synopsis::
+
+  import numpy as np
+  from gsgen.datasets import render_dsprites, specs
+  idx = specs.DSPRITES.factor_indices(np.arange(512))      # [512, 5]
+  images = render_dsprites.render(idx)                       # jax uint8 [512, 64, 64, 1]
+
+Factor indices are (shape, scale, orientation, x_position, y_position), as in
+``specs.DSPRITES``. Pixels are 0 or 255. About 20,000 images/s on 2 CPU cores.
+
+The recipe is SPEC section 2: on a 64x64 canvas, pixel (row r, col c) is on iff its
+centre (c + 0.5, r + 0.5) lies strictly inside the shape. The sprite centre is
+(16 + 32 x_pos, 16 + 32 y_pos) with y_pos = 0 at the top row; the shape is scaled by
+``scale`` and turned counter-clockwise on screen by ``orientation``. In local
+coordinates with y up and at scale 1: square of half-side 9.6, ellipse with
+semi-axes 12.76 (x) and 7.215 (y), heart = the polygon through 240 samples of
+x = 9.59625 sin^3 t, y = 0.66225 (13 cos t - 5 cos 2t - 2 cos 3t - cos 4t) + 1.4375.
+
+How the heart stays cheap and exact: the polygon is mirror-symmetric about its y axis
+and star-shaped around the point (0, HEART_STAR_Y) (every vertex's direction seen
+from there turns monotonically; the kernel on the axis spans about y in [-8.08, 4.7]).
+So a pixel folded to x >= 0 crosses exactly one polygon edge along its ray from
+that point, found by a table lookup on a monotone pseudo-angle; one half-plane test
+against that edge decides inside/outside, the same answer as a full point-in-polygon
+test over all 240 edges. A pixel near the ray through a vertex may pick either
+neighbouring edge: both give the same answer there except within float rounding
+of the vertex itself.
+
+Coincidences (found by rendering the whole grid): 715,732 of the 737,280 images are
+distinct. Orientations 0 and 39 always render identically (angles are reduced
+modulo 2 pi). Apart from that only orientations of one sprite coincide: squares
+turned by a quarter or half turn give or take one orientation step (mostly at the
+small scales), ellipses at the two smallest scales turned by half a turn give or
+take one step; hearts never. Different shapes, scales or positions never coincide.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gsgen.datasets import specs
+
+SIZE = 64
+SQUARE_HALF_SIDE = 9.6
+ELLIPSE_SEMI_AXES = (12.76, 7.215)
+HEART_NUM_POINTS = 240
+HEART_STAR_Y = -2.0  # A point of the heart's kernel; see the module docstring.
+# Bins of the pseudo-angle table: with 4096 bins no bin holds more than a couple of
+# vertices (they crowd near the tip and the dimple), so a few fixed steps finish
+# the lookup.
+_NUM_BINS = 4096
+
+_SHAPE, _SCALE, _ORIENTATION, _X, _Y = range(5)
+
+
+def heart_polygon() -> np.ndarray:
+  """The 240 heart vertices at scale 1, local coordinates with y up, float64 [240, 2]."""
+  t = 2 * np.pi * np.arange(HEART_NUM_POINTS) / HEART_NUM_POINTS
+  x = 9.59625 * np.sin(t) ** 3
+  y = 0.66225 * (13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t)
+                 - np.cos(4 * t)) + 1.4375
+  return np.stack([x, y], axis=-1)
+
+
+def _pseudo_angle(x, y):
+  """A cheap stand-in for atan2(y, x) on x >= 0: in [-1, 1], increasing with angle."""
+  return y / (x + abs(y))
+
+
+def _heart_tables():
+  """Edge lookup tables of the right half of the heart, as seen from the star point.
+
+  Returns:
+    A dict of numpy arrays: ``bin_start`` [bins] edge index at each bin's lower end;
+    ``next_vertex`` [edges + steps] pseudo-angle of the vertex ending each edge
+    (+inf past the last edge); ``edges`` [edges, 3] (nx, ny, d) with a folded point q
+    relative to the star point inside the edge's half-plane iff nx qx + ny qy < d;
+    ``steps`` how many vertices one bin holds at most.
+  """
+  half = heart_polygon()[:HEART_NUM_POINTS // 2 + 1]  # t in [0, pi]: x >= 0.
+  half = half[::-1] - np.array([0.0, HEART_STAR_Y])  # Tip first: angle increases.
+  half[:, 0] = np.abs(half[:, 0])  # sin^3(pi) is 1e-48, not 0.
+  angle = _pseudo_angle(half[:, 0], half[:, 1])
+  if not np.all(np.diff(angle) > 0):
+    raise AssertionError("the heart is not star-shaped around its star point")
+  num_edges = len(half) - 1
+  inner = angle[1:-1]  # Vertices between edges; edge j starts after j of them.
+  lows = -1.0 + 2.0 * np.arange(_NUM_BINS) / _NUM_BINS
+  bin_start = np.searchsorted(inner, lows, side="left")  # Count of inner < low.
+  per_bin = np.bincount(
+      np.clip(np.floor((inner + 1) * _NUM_BINS / 2).astype(int), 0, _NUM_BINS - 1),
+      minlength=_NUM_BINS)
+  steps = int(per_bin.max())
+  next_vertex = np.concatenate([inner, np.full(steps + 1, np.inf)])
+  a, b = half[:-1], half[1:]
+  normal = np.stack([b[:, 1] - a[:, 1], a[:, 0] - b[:, 0]], axis=-1)
+  offset = (normal * a).sum(-1)
+  # The star point (the origin here) is inside: orient every half-plane to hold it.
+  flip = np.where(offset > 0, 1.0, -1.0)
+  edges = np.concatenate([normal * flip[:, None], (offset * flip)[:, None]], axis=-1)
+  if len(edges) != num_edges or not np.all(edges[:, 2] > 0):
+    raise AssertionError("the heart's star point is not strictly inside every edge")
+  return dict(bin_start=bin_start.astype(np.int32),
+              next_vertex=next_vertex.astype(np.float32),
+              edges=edges.astype(np.float32), steps=steps)
+
+
+_HEART = _heart_tables()
+
+
+def _value_tables():
+  """Per-index constants from the spec's value tables, computed in float64."""
+  spec = specs.DSPRITES
+  scale = np.asarray(spec.factors[_SCALE].values, np.float64)
+  # Reduced modulo 2 pi so orientation 2 pi turns by exactly nothing, like 0.
+  angle = np.mod(np.asarray(spec.factors[_ORIENTATION].values, np.float64), 2 * np.pi)
+  x_centre = 16.0 + 32.0 * np.asarray(spec.factors[_X].values, np.float64)
+  y_centre = 16.0 + 32.0 * np.asarray(spec.factors[_Y].values, np.float64)
+  as32 = lambda v: np.asarray(v, np.float32)
+  return dict(inv_scale=as32(1.0 / scale), cos=as32(np.cos(angle)),
+              sin=as32(np.sin(angle)), x_centre=as32(x_centre), y_centre=as32(y_centre))
+
+
+_VALUES = _value_tables()
+
+
+def _render_one(idx):
+  """uint8 [64, 64, 1] image of one int vector of 5 factor indices."""
+  v = {k: jnp.asarray(t) for k, t in _VALUES.items()}
+  cos, sin = v["cos"][idx[_ORIENTATION]], v["sin"][idx[_ORIENTATION]]
+  inv_scale = v["inv_scale"][idx[_SCALE]]
+  centres = jnp.arange(SIZE, dtype=jnp.float32) + 0.5
+  dx = (centres - v["x_centre"][idx[_X]])[None, :]
+  dy = (v["y_centre"][idx[_Y]] - centres)[:, None]  # Rows grow down; local y is up.
+  # Undo the counter-clockwise turn (in y-up coordinates) and the scaling, so the
+  # pixel can be tested against the fixed unit-scale shape.
+  lx = (cos * dx + sin * dy) * inv_scale
+  ly = (cos * dy - sin * dx) * inv_scale
+
+  square = jnp.maximum(jnp.abs(lx), jnp.abs(ly)) < SQUARE_HALF_SIDE
+  ax, ay = ELLIPSE_SEMI_AXES
+  ellipse = jnp.square(lx * (1.0 / ax)) + jnp.square(ly * (1.0 / ay)) < 1.0
+
+  qx, qy = jnp.abs(lx), ly - HEART_STAR_Y
+  denom = qx + jnp.abs(qy)
+  angle = jnp.where(denom > 0, qy / jnp.where(denom > 0, denom, 1.0), 0.0)
+  bin_ = jnp.clip(jnp.floor((angle + 1.0) * (_NUM_BINS / 2)).astype(jnp.int32),
+                  0, _NUM_BINS - 1)
+  edge = jnp.asarray(_HEART["bin_start"])[bin_]
+  next_vertex = jnp.asarray(_HEART["next_vertex"])
+  for _ in range(_HEART["steps"]):
+    edge = edge + (next_vertex[edge] <= angle).astype(jnp.int32)
+  nx, ny, d = jnp.moveaxis(jnp.asarray(_HEART["edges"])[edge], -1, 0)
+  heart = nx * qx + ny * qy < d
+
+  inside = jnp.select([idx[_SHAPE] == 0, idx[_SHAPE] == 1], [square, ellipse], heart)
+  return jnp.where(inside, jnp.uint8(255), jnp.uint8(0))[..., None]
+
+
+@jax.jit
+def render(factor_indices: jax.Array) -> jax.Array:
+  """Renders dSprites images of factor indices.
+
+  Args:
+    factor_indices: int array [batch, 5] (shape, scale, orientation, x_position,
+      y_position), each within ``specs.DSPRITES.sizes``. Being jitted, this does not
+      check ranges: out-of-range indices are clamped like any JAX gather.
+
+  Returns:
+    uint8 array [batch, 64, 64, 1] holding 0 or 255.
+  """
+  return jax.vmap(_render_one)(jnp.asarray(factor_indices, jnp.int32))
