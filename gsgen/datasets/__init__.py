@@ -1,0 +1,12 @@
+"""The three datasets: factor specs, procedural renderers, official readers, TFDS builders.
+
+``gsgen.datasets.load`` opens a prepared dataset (see `gsgen.datasets.loader`); it is
+imported lazily so that ``from gsgen.datasets import specs`` stays free of TFDS.
+"""
+
+
+def load(name, source="procedural", data_dir=None, part="train"):
+  """Opens a prepared dataset; see `gsgen.datasets.loader.load`."""
+  from gsgen.datasets import loader  # pylint: disable=g-import-not-at-top
+  kwargs = {} if data_dir is None else {"data_dir": data_dir}
+  return loader.load(name, source=source, part=part, **kwargs)

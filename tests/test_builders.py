@@ -1,0 +1,168 @@
+"""Round trips through the TFDS builders: prepare on a small grid, read back."""
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from gsgen import datasets
+from gsgen import splits
+from gsgen.datasets import builders
+from gsgen.datasets import prepare
+from gsgen.datasets import procedural
+from gsgen.datasets import specs
+
+GRIDS = {
+    "dsprites": specs.DSPRITES.subgrid((3, 2, 3, 4, 4)),
+    "shapes3d": specs.SHAPES3D.subgrid((2, 2, 2, 2, 4, 3)),
+    "mpi3d": specs.MPI3D.subgrid((2, 6, 2, 2, 2, 2, 3)),
+}
+
+
+def _fake_images(grid, seed=0):
+  """Random images that differ per record, so order mistakes show."""
+  rng = np.random.default_rng(seed)
+  if grid.name == "dsprites":
+    return rng.integers(0, 2, (grid.num_images, 64, 64), np.uint8)  # official 0/1
+  return rng.integers(0, 256, (grid.num_images,) + grid.image_shape, np.uint8)
+
+
+def _write_official(grid, folder):
+  """Writes the official file of `grid` in its published format; returns its images."""
+  images = _fake_images(grid)
+  idx = grid.all_factor_indices()
+  if grid.name == "dsprites":
+    classes = np.concatenate([np.zeros((len(idx), 1), np.int64), idx], 1)
+    values = np.concatenate([np.ones((len(idx), 1)), grid.values(idx)], 1)
+    np.savez_compressed(folder / "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
+                        imgs=images, latents_classes=classes, latents_values=values)
+    return images[..., None] * 255
+  if grid.name == "shapes3d":
+    with h5py.File(folder / "3dshapes.h5", "w") as f:
+      f["images"] = images
+      f["labels"] = grid.values(idx) + 1e-12  # the published labels carry float noise
+    return images
+  np.savez(folder / "mpi3d_real.npz", images=images)
+  return images
+
+
+def _fresh_process_read(data_dir, names):
+  """Reads records back with tfds.data_source in a process that never imported gsgen."""
+  code = f"""
+import json, sys
+import numpy as np
+import tensorflow_datasets as tfds
+assert not any(m.startswith("gsgen") for m in sys.modules)
+out = {{}}
+for name in {names!r}:
+  ds = tfds.data_source(name, data_dir={str(data_dir)!r})
+  part = ds["train"]
+  rows = [part[i] for i in range(len(part))]
+  out[name] = {{
+      "len": len(part),
+      "index": [int(r["index"]) for r in rows],
+      "labels": {{k: [int(r[k]) for r in rows] for k in rows[0] if k.startswith("label_")}},
+      "checksum": [int(r["image"].astype(np.int64).sum()) for r in rows],
+      "shape": list(rows[0]["image"].shape),
+      "gsgen_imported": any(m.startswith("gsgen") for m in sys.modules),
+  }}
+print(json.dumps(out))
+"""
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd="/")
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _check_round_trip(read, grid, images):
+  assert read["len"] == grid.num_images
+  assert read["index"] == list(range(grid.num_images))  # record i is flat index i
+  idx = grid.all_factor_indices()
+  for j, name in enumerate(grid.factor_names):
+    assert read["labels"][f"label_{name}"] == idx[:, j].tolist()
+  assert read["shape"] == list(grid.image_shape)
+  expected = images.reshape(len(images), -1).astype(np.int64).sum(1)
+  assert read["checksum"] == expected.tolist()
+  assert not read["gsgen_imported"]
+
+
+def test_procedural_and_official_round_trips(tmp_path):
+  data_dir, official_dir = tmp_path / "tfds", tmp_path / "official"
+  official_dir.mkdir()
+  expected, names = {}, []
+  for dataset, grid in GRIDS.items():
+    prepare.prepare(dataset, "procedural", data_dir, grid_sizes=grid.sizes)
+    expected[f"gsgen_{dataset}/procedural"] = (
+        grid, procedural.render_numpy(grid, np.arange(grid.num_images)))
+    official_images = _write_official(grid, official_dir)
+    source = "real" if dataset == "mpi3d" else "official"
+    prepare.prepare(dataset, source, data_dir, official_dir, grid_sizes=grid.sizes)
+    expected[f"gsgen_{dataset}/{source}"] = (grid, official_images)
+  read = _fresh_process_read(data_dir, list(expected))
+  for name, (grid, images) in expected.items():
+    _check_round_trip(read[name], grid, images)
+
+  # gsgen.datasets.load gives the same records with random access.
+  for dataset, grid in GRIDS.items():
+    ds = datasets.load(dataset, "procedural", data_dir=data_dir)
+    assert ds.spec.sizes == grid.sizes and ds.data_source == "procedural"
+    np.testing.assert_array_equal(ds.factor_indices, grid.all_factor_indices())
+    pick = np.array([5, 0, grid.num_images - 1, 5])
+    np.testing.assert_array_equal(ds.images[pick], procedural.render_numpy(grid, pick))
+    official = datasets.load(dataset, "official", data_dir=data_dir)
+    assert official.data_source == "official"
+    np.testing.assert_array_equal(official.images[pick], expected[
+        f"gsgen_{dataset}/{'real' if dataset == 'mpi3d' else 'official'}"][1][pick])
+
+
+def test_benchmark_split_round_trip(tmp_path):
+  grid = GRIDS["shapes3d"]
+  data_dir, official_dir = tmp_path / "tfds", tmp_path / "official"
+  official_dir.mkdir()
+  images = _fake_images(grid, seed=3)
+  rng = np.random.default_rng(0)
+  written = {}
+  for part in ("train", "test"):
+    # The published files are not in grid order.
+    flat = rng.permutation(splits.indices(grid, "extrapolation", part))
+    np.savez(official_dir / f"shapes3d_extrapolation_{part}_images.npz",
+             images[flat].transpose(0, 3, 1, 2))  # channel-first, as published
+    np.savez(official_dir / f"shapes3d_extrapolation_{part}_labels.npz",
+             grid.factor_indices(flat))
+    written[part] = flat
+  prepare.prepare("shapes3d", "benchmark_extrapolation", data_dir, official_dir,
+                  grid_sizes=grid.sizes)
+  for part, flat in written.items():
+    ds = datasets.load("shapes3d", "benchmark_extrapolation", data_dir=data_dir, part=part)
+    np.testing.assert_array_equal(grid.flat_index(ds.factor_indices), flat)
+    np.testing.assert_array_equal(ds.images[np.arange(len(ds))], images[flat])
+    assert ds.data_source == "official"
+
+
+def test_load_names_the_prepare_command(tmp_path):
+  with pytest.raises(FileNotFoundError, match="python -m gsgen.datasets.prepare --dataset "
+                                              "mpi3d --source toy"):
+    datasets.load("mpi3d", "toy", data_dir=tmp_path)
+
+
+def test_unknown_source_lists_valid_ones():
+  with pytest.raises(ValueError, match="procedural, official, benchmark_random"):
+    builders.config_name("dsprites", "real")
+  assert builders.config_name("mpi3d", "official") == "real"
+  assert builders.sources("mpi3d")[:4] == ("procedural", "toy", "realistic", "real")
+
+
+def test_missing_official_file_fails_before_writing(tmp_path):
+  with pytest.raises(FileNotFoundError, match="3dshapes.h5"):
+    prepare.prepare("shapes3d", "official", tmp_path / "tfds", tmp_path)
+  assert prepare.main(["--dataset", "shapes3d", "--source", "official",
+                       "--data_dir", str(tmp_path / "tfds"),
+                       "--official_dir", str(tmp_path)]) == 2
+
+
+def test_a_prepared_reduced_grid_is_not_mistaken_for_the_full_one(tmp_path):
+  prepare.prepare("dsprites", "procedural", tmp_path, grid_sizes=(3, 2, 2, 2, 2))
+  with pytest.raises(ValueError, match="already holds grid"):
+    prepare.prepare("dsprites", "procedural", tmp_path)
