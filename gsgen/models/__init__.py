@@ -1,0 +1,46 @@
+"""Factor regressors by name: an explicit table from model name to constructor.
+
+Synopsis::
+
+  from flax import nnx
+  from gsgen import models
+  model = models.create("cnn", num_outputs=5, in_channels=1, rngs=nnx.Rngs(0))
+  preds = model(images)          # float32 [batch, 64, 64, C] in [0, 1] -> [batch, 5]
+
+Every constructor has the signature ``(num_outputs, *, in_channels, rngs) -> nnx.Module`` and
+every module maps images ``[batch, 64, 64, in_channels]`` to ``[batch, num_outputs]``.
+Modules with batch statistics switch with ``model.train()`` / ``model.eval()``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from flax import nnx
+
+from gsgen.models import cnn
+from gsgen.models import coordconv
+from gsgen.models import equivariant
+from gsgen.models import mlp
+from gsgen.models import set_encoder
+from gsgen.models import spatial_transformer
+
+MODELS: dict[str, Callable[..., nnx.Module]] = {
+    "mlp": mlp.MLP,
+    "cnn": cnn.CNN,
+    "coordconv": coordconv.CoordConv,
+    "set_encoder": set_encoder.SetEncoder,
+    "equivariant_cnn": equivariant.EquivariantCNN,
+    "spatial_transformer": spatial_transformer.SpatialTransformer,
+}
+
+
+def create(name: str, num_outputs: int, *, in_channels: int, rngs: nnx.Rngs) -> nnx.Module:
+  """Builds the model called ``name``.
+
+  Raises:
+    ValueError: unknown name; the message lists the valid ones.
+  """
+  if name not in MODELS:
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}.")
+  return MODELS[name](num_outputs, in_channels=in_channels, rngs=rngs)
