@@ -1,0 +1,112 @@
+"""Tests of the training order, batch contents and evaluation batches."""
+
+import jax
+import numpy as np
+import pytest
+
+from gsgen import input_pipeline
+from gsgen import sharding
+from gsgen import splits
+from gsgen.datasets import specs
+
+GRID = (3, 2, 10, 9, 9)  # a reduced dSprites grid (4,860 points) where every split trains
+
+
+@pytest.fixture(scope="module")
+def mesh():
+  assert jax.device_count() == 8, "conftest.py sets 8 fake CPU devices"
+  return sharding.make_mesh()
+
+
+def test_each_epoch_visits_every_training_record_once():
+  n, b = 100, 8
+  seen = np.concatenate([input_pipeline.train_positions(s, b, n, seed=3) for s in range(25)])
+  assert sorted(seen[:100]) == list(range(100)) and sorted(seen[100:200]) == list(range(100))
+  # Another seed, another order.
+  other = np.concatenate([input_pipeline.train_positions(s, b, n, seed=4) for s in range(13)])
+  assert (other[:100] != seen[:100]).any()
+
+
+def test_order_is_a_pure_function_of_the_step():
+  n, b = 1000, 64
+  forward = [input_pipeline.train_positions(s, b, n, 0) for s in range(40)]
+  backward = [input_pipeline.train_positions(s, b, n, 0) for s in reversed(range(40))][::-1]
+  for a, c in zip(forward, backward):
+    np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("split", splits.SPLITS)
+def test_no_test_point_reaches_a_training_batch(split, mesh):
+  source = input_pipeline.make_source("dsprites", split, grid_sizes=GRID)
+  batches = input_pipeline.TrainBatches(source, 64, seed=0, mesh=mesh)
+  steps = 2 * len(source.train_records) // 64 + 3  # more than two epochs
+  seen = []
+  for step in range(steps):
+    batch = batches.get(step)
+    assert batch["factor_indices"].sharding.spec == sharding.batch_sharded(mesh).spec
+    seen.append(np.asarray(batch["factor_indices"]))
+  seen = np.concatenate(seen)
+  assert not splits.is_test(seen, source.spec, split).any()
+  # Every training point is used.
+  assert set(source.spec.flat_index(seen)) == set(source.train_records)
+
+
+def test_batch_size_must_split_over_devices(mesh):
+  source = input_pipeline.make_source("dsprites", "random", grid_sizes=GRID)
+  with pytest.raises(ValueError, match="multiple of the number of devices"):
+    input_pipeline.TrainBatches(source, 60, seed=0, mesh=mesh)
+
+
+def test_eval_batches_cover_the_part_once_with_a_padded_mask(mesh):
+  source = input_pipeline.make_source("dsprites", "interpolation", grid_sizes=GRID)
+  seen, shapes = [], set()
+  for batch, mask in input_pipeline.eval_batches(source, "test", 96, mesh):
+    idx = np.asarray(batch["factor_indices"])
+    shapes.add(idx.shape)
+    seen.append(idx[mask])
+  seen = np.concatenate(seen)
+  assert shapes == {(96, 5)}
+  np.testing.assert_array_equal(source.spec.flat_index(seen), source.test_records)
+  assert len(source.test_records) % 96  # the last batch really was padded
+
+
+def test_eval_batches_of_chosen_records(mesh):
+  source = input_pipeline.make_source("dsprites", "random", grid_sizes=GRID)
+  pick = np.array([0, 5, 7])
+  (batch, mask), = list(input_pipeline.eval_batches(source, "test", 8, mesh, pick))
+  assert mask.tolist() == [True] * 3 + [False] * 5
+  np.testing.assert_array_equal(np.asarray(batch["factor_indices"])[:3],
+                                source.test_factors[pick])
+
+
+def test_benchmark_source_must_match_the_split():
+  with pytest.raises(ValueError, match="published extrapolation split"):
+    input_pipeline.make_source("dsprites", "random", "benchmark_extrapolation",
+                               data_dir="/nonexistent")
+
+
+def test_procedural_source_names_its_data():
+  source = input_pipeline.make_source("shapes3d", "composition", grid_sizes=(2, 2, 2, 2, 4, 2))
+  assert source.renders_on_device and source.data_source == "procedural"
+  assert len(source.train_records) + len(source.test_records) == source.spec.num_images
+
+
+def test_prepared_source_reads_train_images_from_disk(tmp_path, mesh):
+  from gsgen.datasets import prepare
+  from gsgen.datasets import procedural
+  prepare.prepare("dsprites", "procedural", tmp_path, grid_sizes=GRID)
+  source = input_pipeline.make_source("dsprites", "extrapolation", "procedural",
+                                      data_dir=tmp_path, from_disk=True)
+  assert not source.renders_on_device and source.data_source == "procedural"
+  batches = input_pipeline.TrainBatches(source, 64, seed=0, mesh=mesh)
+  for step in (0, 1, 7):
+    batch = batches.get(step)
+    idx = np.asarray(batch["factor_indices"])
+    assert not splits.is_test(idx, source.spec, "extrapolation").any()
+    np.testing.assert_array_equal(
+        np.asarray(batch["image"]),
+        procedural.render_numpy(source.spec, factor_indices=idx))
+  # The same batches as rendering on the fly would train on.
+  live = input_pipeline.TrainBatches(
+      input_pipeline.make_source("dsprites", "extrapolation", grid_sizes=GRID), 64, 0, mesh)
+  np.testing.assert_array_equal(np.asarray(live.get(7)["factor_indices"]), idx)

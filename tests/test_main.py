@@ -1,0 +1,52 @@
+"""The command line end to end: gsgen.main with a config file, on 8 fake CPU devices."""
+
+import json
+import pathlib
+import sys
+
+import jax
+import pytest
+from absl import flags
+
+from gsgen import main as main_lib
+from gsgen import models
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_main(argv, monkeypatch):
+  """Parses ``argv`` as the command line and runs gsgen.main's main()."""
+  argv = ["gsgen.main"] + argv
+  # config_flags finds the --config.* overrides in sys.argv.
+  monkeypatch.setattr(sys, "argv", argv)
+  flags.FLAGS.unparse_flags()
+  for name in [n for n in flags.FLAGS if n.startswith("config.")]:
+    delattr(flags.FLAGS, name)  # a previous parse registered its overrides
+  flags.FLAGS(argv)
+  main_lib.main(argv[:1])
+
+
+@pytest.mark.parametrize("model", sorted(models.MODELS))
+def test_every_model_trains_and_scores_through_main(model, tmp_path, capsys, monkeypatch):
+  assert jax.device_count() == 8
+  dataset = "dsprites" if model != "mlp" else "mpi3d"
+  run_main([f"--config={ROOT}/experiments/configs/benchmark.py:dataset={dataset},"
+            f"split=extrapolation,model={model},preset=smoke",
+            "--config.train.steps=2", "--config.progress=False", f"--workdir={tmp_path}"],
+           monkeypatch)
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert results["model"] == model and results["steps"] == 2
+  assert results["data_source"] == "procedural"
+  assert results["test"]["rsquared"] is not None
+  out = capsys.readouterr().out
+  assert f"model {model}" in out and "rsquared" not in out and "R2" in out
+
+
+def test_stop_after_step_then_resume(tmp_path, capsys, monkeypatch):
+  argv = [f"--config={ROOT}/experiments/configs/benchmark.py:dataset=shapes3d,preset=smoke",
+          "--config.progress=False", f"--workdir={tmp_path}"]
+  run_main(argv + ["--stop_after_step=2"], monkeypatch)
+  assert "stopped at step 2" in capsys.readouterr().out
+  assert not (tmp_path / "results.json").exists()
+  run_main(argv, monkeypatch)
+  assert json.loads((tmp_path / "results.json").read_text())["steps"] == 4
