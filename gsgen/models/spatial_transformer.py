@@ -1,0 +1,165 @@
+"""A spatial transformer: a learnt affine warp of the image, then the standard CNN.
+
+Synopsis::
+
+  model = SpatialTransformer(num_outputs=5, in_channels=1, rngs=nnx.Rngs(0))
+  images = jnp.zeros((8, 64, 64, 1))
+  model(images).shape                                  # (8, 5)
+  theta = jnp.array([[[0., -1., 0.], [1., 0., 0.]]])   # R(90 deg), for a batch of one
+  warp(images[:1], theta)       # == np.rot90(images[:1], 1, axes=(1, 2)) (square images)
+
+Jaderberg et al., 2015, "Spatial Transformer Networks": a localisation network (a small CNN)
+predicts a 2x3 affine matrix ``theta`` per image, a differentiable bilinear sampler resamples the
+image through it, and the benchmark's CNN (`gsgen.models.cnn.CNN`) reads the warped image. The
+last layer of the localisation network starts with zero weights and the identity as its bias, so
+at initialisation the model is exactly the CNN on the unwarped image.
+
+Conventions (those of PyTorch's ``affine_grid`` / ``grid_sample`` with ``align_corners=False``
+and zero padding):
+
+* Normalised coordinates: x runs along the width (left to right), y along the height (top to
+  bottom); the image's outer edges are -1 and +1, so the centre of pixel ``j`` of ``n`` is
+  ``(2 j + 1) / n - 1`` and one pixel is ``2 / n`` wide. (`gsgen.models.coordconv` instead puts
+  the first and last pixel centres at -1 and +1; here the edges convention makes a scaling of
+  ``theta`` scale the whole image square about its centre.)
+* ``theta`` maps each output pixel centre ``(x, y, 1)`` to the source point it samples:
+  ``source = theta @ (x, y, 1)``. So a translation ``theta[:, 2] = (2 / w, 0)`` moves the content
+  one pixel LEFT (output pixel j shows input pixel j + 1), and with y pointing down,
+  ``theta = [[cos a, -sin a, 0], [sin a, cos a, 0]]`` turns the content counter-clockwise as
+  displayed by ``a``: a = 90 degrees is ``np.rot90(image)``.
+* Source points outside the image read zeros (the 64x64 images have black or plain borders).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from gsgen.models import cnn
+
+LOC_CHANNELS = (16, 16, 32, 32)
+LOC_HIDDEN = 64
+IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # theta, row-major
+
+
+def affine_grid(theta: jax.Array, height: int, width: int) -> jax.Array:
+  """The source points that an affine warp samples for each output pixel.
+
+  Args:
+    theta: ``[batch, 2, 3]`` affine matrices from output to source normalised coordinates.
+    height: rows of the output.
+    width: columns of the output.
+
+  Returns:
+    ``[batch, height, width, 2]``: normalised source ``(x, y)`` of each output pixel centre.
+  """
+  xs = (2.0 * jnp.arange(width, dtype=theta.dtype) + 1.0) / width - 1.0
+  ys = (2.0 * jnp.arange(height, dtype=theta.dtype) + 1.0) / height - 1.0
+  yy, xx = jnp.meshgrid(ys, xs, indexing="ij")
+  homogeneous = jnp.stack([xx, yy, jnp.ones_like(xx)], axis=-1)  # [height, width, 3]
+  # Written as a weighted sum, not a matmul: exact for the identity (1 * x + 0 * y + 0 == x),
+  # and free of TPU/GPU reduced-precision matmul defaults.
+  return jnp.sum(theta[:, None, None, :, :] * homogeneous[None, :, :, None, :], axis=-1)
+
+
+def bilinear_sample(images: jax.Array, grid: jax.Array) -> jax.Array:
+  """Samples ``images`` at normalised points by bilinear interpolation, zeros outside.
+
+  Differentiable in ``grid`` (almost everywhere: the interpolation weights are linear in the
+  point between pixel centres) and in ``images``.
+
+  Args:
+    images: ``[batch, height, width, channels]``.
+    grid: ``[batch, out_height, out_width, 2]`` normalised ``(x, y)`` points (see the module
+      docstring for the convention).
+
+  Returns:
+    ``[batch, out_height, out_width, channels]``.
+  """
+  batch, height, width, channels = images.shape
+  out_shape = grid.shape[:3]
+  # Normalised -> pixel coordinates, where pixel (i, j) has its centre at (x, y) = (j, i).
+  px = ((grid[..., 0] + 1.0) * width - 1.0) / 2.0
+  py = ((grid[..., 1] + 1.0) * height - 1.0) / 2.0
+  x0 = jnp.floor(px)
+  y0 = jnp.floor(py)
+  wx1, wy1 = px - x0, py - y0
+  wx0, wy0 = 1.0 - wx1, 1.0 - wy1
+  flat = jnp.reshape(images, (batch, height * width, channels))
+
+  def tap(xi, yi, weight):
+    inside = (xi >= 0) & (xi <= width - 1) & (yi >= 0) & (yi <= height - 1)
+    index = (jnp.clip(yi, 0, height - 1).astype(jnp.int32) * width
+             + jnp.clip(xi, 0, width - 1).astype(jnp.int32))
+    values = jnp.take_along_axis(flat, jnp.reshape(index, (batch, -1, 1)), axis=1)
+    values = jnp.reshape(values, out_shape + (channels,))
+    return values * jnp.where(inside, weight, 0.0)[..., None]
+
+  return (tap(x0, y0, wx0 * wy0) + tap(x0 + 1, y0, wx1 * wy0)
+          + tap(x0, y0 + 1, wx0 * wy1) + tap(x0 + 1, y0 + 1, wx1 * wy1))
+
+
+def warp(images: jax.Array, theta: jax.Array) -> jax.Array:
+  """Resamples ``images`` through the affine maps ``theta`` onto a grid of the same size.
+
+  Args:
+    images: ``[batch, height, width, channels]``.
+    theta: ``[batch, 2, 3]``, output to source normalised coordinates.
+
+  Returns:
+    ``[batch, height, width, channels]``.
+  """
+  _, height, width, _ = images.shape
+  return bilinear_sample(images, affine_grid(theta.astype(images.dtype), height, width))
+
+
+def _identity_init(key, shape, dtype=jnp.float32):
+  del key
+  assert shape == (6,), shape
+  return jnp.asarray(IDENTITY, dtype)
+
+
+class SpatialTransformer(nnx.Module):
+  """Localisation CNN -> affine theta -> bilinear warp -> `cnn.CNN`."""
+
+  def __init__(self, num_outputs: int, *, in_channels: int, rngs: nnx.Rngs,
+               loc_channels: tuple[int, ...] = LOC_CHANNELS, loc_hidden: int = LOC_HIDDEN,
+               image_size: int = 64):
+    """Args:
+      num_outputs: factors to regress.
+      in_channels: image channels (1 or 3).
+      rngs: parameter initialisation.
+      loc_channels: channels of the localisation network's 4x4 stride-2 convolutions, each
+        halving the resolution.
+      loc_hidden: width of its hidden dense layer.
+      image_size: height and width of the input.
+    """
+    widths = (in_channels,) + tuple(loc_channels)
+    self.loc_convs = nnx.List([
+        nnx.Conv(a, b, (4, 4), strides=2, padding=((1, 1), (1, 1)), rngs=rngs)
+        for a, b in zip(widths, widths[1:])])
+    # Flattening (rather than pooling) keeps where things are, which a translation needs.
+    side = image_size // 2 ** len(loc_channels)
+    self.loc_hidden = nnx.Linear(side * side * widths[-1], loc_hidden, rngs=rngs)
+    self.loc_theta = nnx.Linear(loc_hidden, 6, kernel_init=nnx.initializers.zeros_init(),
+                                bias_init=_identity_init, rngs=rngs)
+    self.cnn = cnn.CNN(num_outputs, in_channels=in_channels, rngs=rngs)
+
+  def transform(self, x: jax.Array) -> jax.Array:
+    """The affine maps the localisation network predicts.
+
+    Args:
+      x: images ``[batch, height, width, in_channels]``.
+
+    Returns:
+      ``[batch, 2, 3]`` theta (output to source normalised coordinates).
+    """
+    h = x
+    for conv in self.loc_convs:
+      h = jax.nn.relu(conv(h))
+    h = jax.nn.relu(self.loc_hidden(jnp.reshape(h, (h.shape[0], -1))))
+    return jnp.reshape(self.loc_theta(h), (-1, 2, 3))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.cnn(warp(x, self.transform(x)))
