@@ -5,19 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from model_checks import assert_jit_matches_eager, num_params, uniform
 
 from gsgen.models import coordconv
 
 
-def num_params(model: nnx.Module) -> int:
-  return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
-# Eager JAX compiles every op anew for each shape (random initialisers included), which is what
-# makes model tests slow on a CPU: one concrete model (RGB) serves the numerical tests and numpy
-# makes the inputs.
-def uniform(shape, seed, low=0.0, high=1.0):
-  return jnp.asarray(np.random.default_rng(seed).uniform(low, high, size=shape), jnp.float32)
+# One concrete model (RGB) serves the numerical tests: each new shape costs a compilation.
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +102,4 @@ def test_parameter_count(in_channels, num_outputs, expected):
 
 def test_jit_matches_eager(model):
   x = uniform((2, 64, 64, 3), 1)
-  eager = model(x)
-  assert eager.shape == (2, 6)
-  np.testing.assert_allclose(nnx.jit(lambda m, x: m(x))(model, x), eager, rtol=1e-5, atol=1e-6)
-  graphdef, state = nnx.split(model)
-  pure = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
-  np.testing.assert_allclose(pure(state, x), eager, rtol=1e-5, atol=1e-6)
+  assert assert_jit_matches_eager(model, x).shape == (2, 6)

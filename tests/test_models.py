@@ -5,14 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from model_checks import assert_jit_matches_eager, num_params
 
 from gsgen import models
 from gsgen.models import cnn
 from gsgen.models import mlp
-
-
-def _count(model):
-  return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
 def _abstract(constructor, *args, **kwargs):
@@ -29,8 +26,8 @@ def _abstract(constructor, *args, **kwargs):
     (3, 6, 1536 + 377_280 + 257 * 6),  # 380,358 (Shapes3D)
     (3, 7, 1536 + 377_280 + 257 * 7),  # 380,615 (MPI3D)
 ])
-def test_cnn_parameter_count(channels, outputs, expected):
-  assert _count(_abstract(cnn.CNN, outputs, in_channels=channels)) == expected
+def test_cnn_parameternum_params(channels, outputs, expected):
+  assert num_params(_abstract(cnn.CNN, outputs, in_channels=channels)) == expected
 
 
 @pytest.mark.parametrize("channels,outputs,expected", [
@@ -39,8 +36,8 @@ def test_cnn_parameter_count(channels, outputs, expected):
     (1, 5, 2_097_152 + 525_824 + 513 * 5),      # 2,625,541
     (3, 6, 3 * 2_097_152 + 525_824 + 513 * 6),  # 6,820,358
 ])
-def test_mlp_parameter_count(channels, outputs, expected):
-  assert _count(_abstract(mlp.MLP, outputs, in_channels=channels)) == expected
+def test_mlp_parameternum_params(channels, outputs, expected):
+  assert num_params(_abstract(mlp.MLP, outputs, in_channels=channels)) == expected
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
@@ -48,11 +45,8 @@ def test_mlp_parameter_count(channels, outputs, expected):
 def test_output_shape_and_jit_equals_eager(name, channels, outputs):
   model = models.create(name, outputs, in_channels=channels, rngs=nnx.Rngs(0))
   x = jax.random.uniform(jax.random.key(1), (2, 64, 64, channels))
-  eager = model(x)
+  eager = assert_jit_matches_eager(model, x)
   assert eager.shape == (2, outputs) and eager.dtype == jnp.float32
-  graphdef, state = nnx.split(model)
-  jitted = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))(state, x)
-  np.testing.assert_allclose(jitted, eager, rtol=1e-5, atol=1e-6)
 
 
 def test_cnn_feature_map_sizes():

@@ -22,6 +22,9 @@ CHANNELS = (32, 32, 64, 64)
 class CNN(nnx.Module):
   """Conv 4x4/2 x4 (32, 32, 64, 64), conv 4x4 valid to 256, linear head."""
 
+  # Channels that `prepare` appends to the input of every convolution (CoordConv: 2).
+  extra_channels = 0
+
   def __init__(self, num_outputs: int, *, in_channels: int, rngs: nnx.Rngs,
                channels: tuple[int, ...] = CHANNELS, features: int = 256):
     """Args:
@@ -32,14 +35,19 @@ class CNN(nnx.Module):
       features: channels of the last (valid) convolution.
     """
     widths = (in_channels,) + tuple(channels)
+    extra = self.extra_channels
     self.convs = nnx.List([
-        nnx.Conv(a, b, (4, 4), strides=2, padding=((1, 1), (1, 1)), rngs=rngs)
+        nnx.Conv(a + extra, b, (4, 4), strides=2, padding=((1, 1), (1, 1)), rngs=rngs)
         for a, b in zip(widths, widths[1:])])
-    self.last = nnx.Conv(widths[-1], features, (4, 4), padding="VALID", rngs=rngs)
+    self.last = nnx.Conv(widths[-1] + extra, features, (4, 4), padding="VALID", rngs=rngs)
     self.head = nnx.Linear(features, num_outputs, rngs=rngs)
+
+  def prepare(self, x: jax.Array) -> jax.Array:
+    """The input of each convolution from the previous activation (identity here)."""
+    return x
 
   def __call__(self, x: jax.Array) -> jax.Array:
     for conv in self.convs:
-      x = jax.nn.relu(conv(x))
-    x = jax.nn.relu(self.last(x))  # [batch, 1, 1, features] for 64x64 input
+      x = jax.nn.relu(conv(self.prepare(x)))
+    x = jax.nn.relu(self.last(self.prepare(x)))  # [batch, 1, 1, features] for 64x64 input
     return self.head(jnp.reshape(x, (x.shape[0], -1)))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from gsgen.models import cnn
 
@@ -64,27 +63,13 @@ def add_coordinates(x: jax.Array) -> jax.Array:
   return jnp.concatenate([x, coords], axis=-1)
 
 
-class CoordConv(nnx.Module):
-  """The `cnn.CNN` layout with x/y coordinate channels added before every convolution."""
+class CoordConv(cnn.CNN):
+  """The `cnn.CNN` layout with x/y coordinate channels added before every convolution.
 
-  def __init__(self, num_outputs: int, *, in_channels: int, rngs: nnx.Rngs,
-               channels: tuple[int, ...] = cnn.CHANNELS, features: int = 256):
-    """Args:
-      num_outputs: factors to regress.
-      in_channels: image channels (1 or 3).
-      rngs: parameter initialisation.
-      channels: channels of the strided convolutions.
-      features: channels of the last (valid) convolution.
-    """
-    widths = (in_channels,) + tuple(channels)
-    self.convs = nnx.List([
-        nnx.Conv(a + NUM_COORDS, b, (4, 4), strides=2, padding=((1, 1), (1, 1)), rngs=rngs)
-        for a, b in zip(widths, widths[1:])])
-    self.last = nnx.Conv(widths[-1] + NUM_COORDS, features, (4, 4), padding="VALID", rngs=rngs)
-    self.head = nnx.Linear(features, num_outputs, rngs=rngs)
+  Same constructor as `cnn.CNN`; only the input of each convolution differs.
+  """
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    for conv in self.convs:
-      x = jax.nn.relu(conv(add_coordinates(x)))
-    x = jax.nn.relu(self.last(add_coordinates(x)))  # [batch, 1, 1, features] for 64x64 input
-    return self.head(jnp.reshape(x, (x.shape[0], -1)))
+  extra_channels = NUM_COORDS
+
+  def prepare(self, x: jax.Array) -> jax.Array:
+    return add_coordinates(x)

@@ -1,0 +1,28 @@
+"""Checks shared by the model tests."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+
+def num_params(model: nnx.Module) -> int:
+  """Trainable parameters of a (possibly abstract) model."""
+  return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+# Eager JAX compiles every op anew for each shape (random initialisers included), which is
+# what makes model tests slow on a CPU; numpy makes the inputs.
+def uniform(shape, seed, low=0.0, high=1.0):
+  """float32 uniform noise from numpy's generator, as a jax array."""
+  return jnp.asarray(np.random.default_rng(seed).uniform(low, high, size=shape), jnp.float32)
+
+
+def assert_jit_matches_eager(model: nnx.Module, x, rtol=1e-5, atol=1e-6):
+  """``nnx.jit`` and split/merge under ``jax.jit`` both give the eager output; returns it."""
+  eager = model(x)
+  np.testing.assert_allclose(nnx.jit(lambda m, x: m(x))(model, x), eager, rtol=rtol, atol=atol)
+  graphdef, state = nnx.split(model)
+  pure = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+  np.testing.assert_allclose(pure(state, x), eager, rtol=rtol, atol=atol)
+  return eager
