@@ -20,8 +20,10 @@ from flax import nnx
 
 from gsgen.models import cnn
 from gsgen.models import coordconv
+from gsgen.models import densenet
 from gsgen.models import equivariant
 from gsgen.models import mlp
+from gsgen.models import resnet
 from gsgen.models import set_encoder
 from gsgen.models import spatial_transformer
 
@@ -32,6 +34,13 @@ MODELS: dict[str, Callable[..., nnx.Module]] = {
     "set_encoder": set_encoder.SetEncoder,
     "equivariant_cnn": equivariant.EquivariantCNN,
     "spatial_transformer": spatial_transformer.SpatialTransformer,
+    "resnet18": resnet.resnet18,
+    "resnet50": resnet.resnet50,
+    "resnet101": resnet.resnet101,
+    "densenet121": densenet.densenet121,
+    # The BiT layout (group norm, weight standardisation) that ImageNet-21k weights load into.
+    "bit_resnet50": resnet.bit_resnet50,
+    "bit_resnet101": resnet.bit_resnet101,
 }
 
 

@@ -1,0 +1,282 @@
+"""ResNet-18/50/101, pre-activation (v2), with BatchNorm or with BiT's GroupNorm + WS convs.
+
+Synopsis::
+
+  model = ResNet(num_outputs=5, in_channels=1, depth=50, rngs=nnx.Rngs(0))
+  model(jnp.zeros((8, 64, 64, 1))).shape     # (8, 5)
+  model.eval()                               # BatchNorm uses its running statistics
+  bit = ResNet(6, in_channels=3, depth=101, norm="group_ws", rngs=nnx.Rngs(0))
+  bit_param_map(101)["resnet/block1/unit01/a/proj/standardized_conv2d/kernel"]
+  # -> ("stages", 0, 0, "proj", "kernel")
+
+One family, one layout. The v2 (pre-activation) unit normalises and rectifies its input,
+takes the projection shortcut (when the shape changes) from that activation, and ends with a
+bare convolution; a norm + ReLU before global average pooling closes the network. ``norm``
+picks the normaliser:
+
+- ``"batch"``: BatchNorm (momentum 0.9, epsilon 1e-5) and plain convolutions, for the
+  supervised-from-scratch ResNet-18/50/101. ``model.train()`` / ``model.eval()`` switch
+  between batch statistics and running averages.
+- ``"group_ws"``: GroupNorm (32 groups, epsilon 1e-5) and weight-standardised convolutions
+  (each output filter standardised over its HxWxIn kernel, epsilon 1e-10): exactly the BiT
+  ResNet-v2 (google-research/big_transfer), width factor 1, so BiT-S/BiT-M R50x1 and R101x1
+  checkpoints load into it.
+
+Both norms share the BiT geometry: a 7x7 stride-2 root convolution with (3, 3) padding, zero
+padding by 1 and a 3x3 stride-2 max-pool (BiT pads with zeros, not -inf); the stride of a
+bottleneck sits on its 3x3 convolution, as in BiT. A 64x64 image is 32x32 after the root
+convolution, 16x16 after the pool, and 16, 8, 4 and 2 pixels after the four stages: the final
+map is 2x2. We keep the max-pool, i.e. the unmodified ImageNet network: the benchmark's own CNN
+ends at 1x1, every 2x2 cell sees the whole image (the receptive field exceeds 64 pixels), zero
+padding gives the network absolute position, and the pretrained stems see features at the
+scale they were trained on. ``stem_pool=False`` drops the pool (4x4 final map, four times the
+compute) for anyone who wants to test that. (BiT's own fine-tuning recipe upsamples images
+under 96x96 to 160 and crops 128; that belongs in a transfer config's input pipeline, not here.)
+
+Inputs: images in [0, 1] are mapped to [-1, 1] (BiT's preprocessing) inside the model, and a
+1-channel image is repeated to 3 channels before the root convolution, so every variant has
+an RGB stem. That costs 2*7*7*64 = 6,272 redundant root parameters on dSprites, but one
+parameter tree then serves every dataset and a pretrained stem loads unchanged: summing an RGB
+kernel over its input channels would not do, because weight standardisation of the summed
+kernel differs from the sum of the standardised one.
+
+Loading BiT weights (the published ``BiT-M-R50x1.npz`` etc.): ``bit_param_map(depth)`` maps
+every checkpoint name except the 21k-class head to the path of a variable in
+``nnx.state(model)``. Kernels are HWIO in both (TensorFlow layout) and GroupNorm gamma/beta
+are vectors of the channel count (``group_norm/gamma`` -> ``scale``, ``beta`` -> ``bias``),
+so every tensor copies as it is. ``resnet/head/conv2d/{kernel,bias}`` is left out: our
+``head`` is a new ``num_outputs`` regressor, which BiT's recipe initialises to zeros.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# depth -> (unit kind, units per stage).
+LAYOUTS = {
+    18: ("basic", (2, 2, 2, 2)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+}
+NORMS = ("batch", "group_ws")
+WIDTH = 64  # channels of the root and of the first stage's 3x3 convolutions
+
+
+class Conv(nnx.Module):
+  """Bias-free square convolution with TensorFlow's ``fixed_padding``, optionally WS.
+
+  The padding is (k - 1) // 2 before and the rest after, independent of the stride, as BiT
+  computes it; Flax's "SAME" would pad a stride-2 3x3 convolution by (0, 1) instead of (1, 1).
+  """
+
+  def __init__(self, in_features: int, out_features: int, kernel_size: int, *,
+               strides: int = 1, standardize: bool = False, rngs: nnx.Rngs):
+    """Args:
+      in_features: input channels.
+      out_features: output channels.
+      kernel_size: height and width of the kernel.
+      strides: spatial stride.
+      standardize: standardise each output filter before use (weight standardisation).
+      rngs: parameter initialisation.
+    """
+    # He initialisation (fan_out) as torchvision's ResNets; irrelevant under standardisation.
+    init = jax.nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+    shape = (kernel_size, kernel_size, in_features, out_features)
+    self.kernel = nnx.Param(init(rngs.params(), shape, jnp.float32))
+    before = (kernel_size - 1) // 2
+    self.padding = ((before, kernel_size - 1 - before),) * 2
+    self.strides = strides
+    self.standardize = standardize
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    w = self.kernel[...]
+    if self.standardize:
+      w = w - jnp.mean(w, axis=(0, 1, 2), keepdims=True)
+      w = w * jax.lax.rsqrt(jnp.mean(jnp.square(w), axis=(0, 1, 2), keepdims=True) + 1e-10)
+    return jax.lax.conv_general_dilated(
+        x, w, (self.strides, self.strides), self.padding,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _norm(norm: str, features: int, rngs: nnx.Rngs) -> nnx.Module:
+  if norm == "batch":
+    # momentum 0.9 is PyTorch's 0.1: Flax's default 0.99 lags for short fine-tuning runs.
+    return nnx.BatchNorm(features, momentum=0.9, epsilon=1e-5, rngs=rngs)
+  return nnx.GroupNorm(features, num_groups=32, epsilon=1e-5, rngs=rngs)
+
+
+class BasicUnit(nnx.Module):
+  """Pre-activation basic unit: [norm, ReLU, 3x3 conv] x2 plus a shortcut."""
+
+  def __init__(self, in_features: int, features: int, strides: int, *, norm: str,
+               rngs: nnx.Rngs):
+    """Args:
+      in_features: input channels.
+      features: output channels.
+      strides: stride of the first convolution and of the projection.
+      norm: "batch" or "group_ws".
+      rngs: parameter initialisation.
+    """
+    ws = norm == "group_ws"
+    self.norm_a = _norm(norm, in_features, rngs)
+    self.conv_a = Conv(in_features, features, 3, strides=strides, standardize=ws, rngs=rngs)
+    self.norm_b = _norm(norm, features, rngs)
+    self.conv_b = Conv(features, features, 3, standardize=ws, rngs=rngs)
+    self.proj = (Conv(in_features, features, 1, strides=strides, standardize=ws, rngs=rngs)
+                 if strides != 1 or in_features != features else None)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = jax.nn.relu(self.norm_a(x))
+    shortcut = x if self.proj is None else self.proj(y)
+    y = self.conv_a(y)
+    y = self.conv_b(jax.nn.relu(self.norm_b(y)))
+    return y + shortcut
+
+
+class BottleneckUnit(nnx.Module):
+  """Pre-activation bottleneck: norm-ReLU-1x1, norm-ReLU-3x3 (strided), norm-ReLU-1x1 (x4)."""
+
+  def __init__(self, in_features: int, features: int, strides: int, *, norm: str,
+               rngs: nnx.Rngs):
+    """Args:
+      in_features: input channels.
+      features: bottleneck channels; the unit outputs ``4 * features``.
+      strides: stride of the 3x3 convolution and of the projection.
+      norm: "batch" or "group_ws".
+      rngs: parameter initialisation.
+    """
+    ws = norm == "group_ws"
+    out = 4 * features
+    self.norm_a = _norm(norm, in_features, rngs)
+    self.conv_a = Conv(in_features, features, 1, standardize=ws, rngs=rngs)
+    self.norm_b = _norm(norm, features, rngs)
+    self.conv_b = Conv(features, features, 3, strides=strides, standardize=ws, rngs=rngs)
+    self.norm_c = _norm(norm, features, rngs)
+    self.conv_c = Conv(features, out, 1, standardize=ws, rngs=rngs)
+    self.proj = (Conv(in_features, out, 1, strides=strides, standardize=ws, rngs=rngs)
+                 if strides != 1 or in_features != out else None)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = jax.nn.relu(self.norm_a(x))
+    shortcut = x if self.proj is None else self.proj(y)
+    y = self.conv_a(y)
+    y = self.conv_b(jax.nn.relu(self.norm_b(y)))
+    y = self.conv_c(jax.nn.relu(self.norm_c(y)))
+    return y + shortcut
+
+
+class ResNet(nnx.Module):
+  """Pre-activation ResNet: root conv + pool, four stages, norm + ReLU, mean pool, linear."""
+
+  def __init__(self, num_outputs: int, *, in_channels: int, rngs: nnx.Rngs, depth: int = 50,
+               norm: str = "batch", stem_pool: bool = True):
+    """Args:
+      num_outputs: factors to regress.
+      in_channels: image channels; 1 is repeated to 3 (the root is RGB).
+      rngs: parameter initialisation.
+      depth: 18, 50 or 101.
+      norm: "batch" (BatchNorm) or "group_ws" (BiT: GroupNorm + weight standardisation).
+      stem_pool: keep the root's 3x3 stride-2 max-pool (2x2 final map on 64x64 input).
+    """
+    if depth not in LAYOUTS:
+      raise ValueError(f"depth {depth} not in {sorted(LAYOUTS)}.")
+    if norm not in NORMS:
+      raise ValueError(f"norm {norm!r} not in {NORMS}.")
+    kind, stage_units = LAYOUTS[depth]
+    unit, expansion = (BasicUnit, 1) if kind == "basic" else (BottleneckUnit, 4)
+    self.in_channels = in_channels
+    self.stem_pool = stem_pool
+    self.root = Conv(3 if in_channels == 1 else in_channels, WIDTH, 7, strides=2,
+                     standardize=norm == "group_ws", rngs=rngs)
+    stages, in_features = [], WIDTH
+    for i, units in enumerate(stage_units):
+      features = WIDTH * 2**i
+      stage = []
+      for j in range(units):
+        stage.append(unit(in_features, features, 2 if i > 0 and j == 0 else 1,
+                          norm=norm, rngs=rngs))
+        in_features = features * expansion
+      stages.append(nnx.List(stage))
+    self.stages = nnx.List(stages)
+    self.norm = _norm(norm, in_features, rngs)
+    self.head = nnx.Linear(in_features, num_outputs, rngs=rngs)
+
+  def features(self, x: jax.Array) -> jax.Array:
+    """Maps images [batch, 64, 64, in_channels] in [0, 1] to the final rectified feature map.
+
+    Returns:
+      [batch, 2, 2, 512 or 2048] for 64x64 input ([batch, 4, 4, ...] without the stem pool).
+    """
+    if self.in_channels == 1:
+      x = jnp.broadcast_to(x, x.shape[:-1] + (3,))
+    x = self.root(2.0 * x - 1.0)
+    if self.stem_pool:
+      x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+      x = nnx.max_pool(x, (3, 3), strides=(2, 2))
+    for stage in self.stages:
+      for unit in stage:
+        x = unit(x)
+    return jax.nn.relu(self.norm(x))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.head(jnp.mean(self.features(x), axis=(1, 2)))
+
+
+def bit_param_map(depth: int) -> dict[str, tuple[str | int, ...]]:
+  """Names in a BiT R{depth}x1 checkpoint -> paths in ``nnx.state(ResNet(..., norm="group_ws"))``.
+
+  Args:
+    depth: 50 or 101 (BiT publishes no ResNet-18).
+
+  Returns:
+    One entry per backbone tensor; the head (``resnet/head/conv2d/*``) is left out. Values
+    are flat state paths such as ``("stages", 2, 22, "norm_c", "scale")``; tensors copy
+    without any transposition (both sides are HWIO / per-channel vectors).
+  """
+  if LAYOUTS.get(depth, ("basic",))[0] != "bottleneck":
+    raise ValueError(f"BiT has no ResNet-{depth}; use 50 or 101.")
+  names = {"resnet/root_block/standardized_conv2d/kernel": ("root", "kernel"),
+           "resnet/group_norm/gamma": ("norm", "scale"),
+           "resnet/group_norm/beta": ("norm", "bias")}
+  for i, units in enumerate(LAYOUTS[depth][1]):
+    for j in range(units):
+      prefix, path = f"resnet/block{i + 1}/unit{j + 1:02d}", ("stages", i, j)
+      for part in "abc":
+        names[f"{prefix}/{part}/standardized_conv2d/kernel"] = path + (f"conv_{part}", "kernel")
+        names[f"{prefix}/{part}/group_norm/gamma"] = path + (f"norm_{part}", "scale")
+        names[f"{prefix}/{part}/group_norm/beta"] = path + (f"norm_{part}", "bias")
+      if j == 0:  # the first unit of every stage changes width or stride
+        names[f"{prefix}/a/proj/standardized_conv2d/kernel"] = path + ("proj", "kernel")
+  return names
+
+
+# The model-table constructors ``(num_outputs, *, in_channels, rngs, **options)``.
+
+
+def resnet18(num_outputs: int, *, in_channels: int, rngs: nnx.Rngs, **kwargs) -> ResNet:
+  """ResNet-18 v2 with BatchNorm (see ``ResNet`` for Args)."""
+  return ResNet(num_outputs, in_channels=in_channels, rngs=rngs, depth=18, **kwargs)
+
+
+def resnet50(num_outputs: int, *, in_channels: int, rngs: nnx.Rngs, **kwargs) -> ResNet:
+  """ResNet-50 v2 with BatchNorm (see ``ResNet`` for Args)."""
+  return ResNet(num_outputs, in_channels=in_channels, rngs=rngs, depth=50, **kwargs)
+
+
+def resnet101(num_outputs: int, *, in_channels: int, rngs: nnx.Rngs, **kwargs) -> ResNet:
+  """ResNet-101 v2 with BatchNorm (see ``ResNet`` for Args)."""
+  return ResNet(num_outputs, in_channels=in_channels, rngs=rngs, depth=101, **kwargs)
+
+
+def bit_resnet50(num_outputs: int, *, in_channels: int, rngs: nnx.Rngs, **kwargs) -> ResNet:
+  """BiT R50x1 layout: GroupNorm + weight standardisation (see ``ResNet`` for Args)."""
+  return ResNet(num_outputs, in_channels=in_channels, rngs=rngs, depth=50, norm="group_ws",
+                **kwargs)
+
+
+def bit_resnet101(num_outputs: int, *, in_channels: int, rngs: nnx.Rngs, **kwargs) -> ResNet:
+  """BiT R101x1 layout: GroupNorm + weight standardisation (see ``ResNet`` for Args)."""
+  return ResNet(num_outputs, in_channels=in_channels, rngs=rngs, depth=101, norm="group_ws",
+                **kwargs)
