@@ -66,8 +66,8 @@ class Dataset:
 
   Attributes:
     spec: the factor grid.
-    source: the data source (``procedural``, ``official``, an MPI3D variant, or
-      ``benchmark_<split>``).
+    source: the data source as prepared (``procedural``, ``official``, an MPI3D variant, or
+      ``benchmark_<split>``; MPI3D's ``official`` is ``real``).
     part: ``train`` (the whole grid, for grid sources) or ``test`` (benchmark sources).
     images: uint8 images by record.
     factor_indices: int64 ``[num_records, num_factors]``.
@@ -123,9 +123,8 @@ def load(name, source: str = "procedural", data_dir=builders.DEFAULT_DATA_DIR,
   if part == "train" and not config.startswith(builders.BENCHMARK_PREFIX):
     indices = _check_grid(grid, records, folder)
   else:
-    indices = _record_indices(grid, records, folder, part)
-  return Dataset(grid, source if source != "official" or spec.name != "mpi3d" else "real",
-                 part, Images(records, grid.image_shape), indices)
+    indices = _record_indices(grid, records, version_dir, part)
+  return Dataset(grid, config, part, Images(records, grid.image_shape), indices)
 
 
 def _grid_from_records(spec, records) -> specs_lib.DatasetSpec:
@@ -147,9 +146,9 @@ def _check_grid(grid, records, folder) -> np.ndarray:
   return grid.all_factor_indices()
 
 
-def _record_indices(grid, records, folder, part) -> np.ndarray:
+def _record_indices(grid, records, version_dir, part) -> np.ndarray:
   """Factor indices of every record, cached next to the records after the first read."""
-  cache = next(folder.glob("*/dataset_info.json")).parent / f"gsgen-{part}-factor-indices.npy"
+  cache = version_dir / f"gsgen-{part}-factor-indices.npy"
   if cache.is_file():
     indices = np.load(cache)
     if len(indices) == len(records):
