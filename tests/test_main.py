@@ -26,7 +26,14 @@ def run_main(argv, monkeypatch):
   main_lib.main(argv[:1])
 
 
-@pytest.mark.parametrize("model", sorted(models.MODELS))
+# The deep networks take one to two minutes each to compile on a 2-core CPU (about eight
+# minutes together), so they run with `pytest -m slow`, outside the default suite.
+HEAVY = {"resnet18", "resnet50", "resnet101", "bit_resnet50", "bit_resnet101", "densenet121"}
+
+
+@pytest.mark.parametrize("model", [
+    pytest.param(name, marks=pytest.mark.slow) if name in HEAVY else name
+    for name in sorted(models.MODELS)])
 def test_every_model_trains_and_scores_through_main(model, tmp_path, capsys, monkeypatch):
   assert jax.device_count() == 8
   dataset = "dsprites" if model != "mlp" else "mpi3d"
