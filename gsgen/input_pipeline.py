@@ -117,8 +117,13 @@ def make_source(dataset, split: str, source: str = "procedural", data_dir=None,
                 ds.factor_indices[test], ds.images, ds.images)
 
 
-def train_positions(step: int, global_batch_size: int, num_train: int, seed: int,
-                    _cache={}) -> np.ndarray:  # pylint: disable=dangerous-default-value
+# The current epoch's permutation (two while a batch straddles epochs): recomputing a
+# permutation of ~10^6 records every step would dominate a small model's step.
+_EPOCHS: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def train_positions(step: int, global_batch_size: int, num_train: int,
+                    seed: int) -> np.ndarray:
   """Positions into the training records of the global batch at ``step``.
 
   Epoch e is ``RandomState([seed, e]).permutation(num_train)``; a batch that straddles two
@@ -130,11 +135,12 @@ def train_positions(step: int, global_batch_size: int, num_train: int, seed: int
   while filled < global_batch_size:
     epoch, offset = divmod(start + filled, num_train)
     key = (seed, epoch, num_train)
-    if key not in _cache:
-      _cache.clear()  # one epoch at a time (two when a batch straddles)
-      _cache[key] = np.random.RandomState([seed, epoch]).permutation(num_train)
+    if key not in _EPOCHS:
+      if len(_EPOCHS) > 1:
+        _EPOCHS.clear()
+      _EPOCHS[key] = np.random.RandomState([seed, epoch]).permutation(num_train)
     take = min(global_batch_size - filled, num_train - offset)
-    out[filled:filled + take] = _cache[key][offset:offset + take]
+    out[filled:filled + take] = _EPOCHS[key][offset:offset + take]
     filled += take
   return out
 
