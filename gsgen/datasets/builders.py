@@ -152,6 +152,13 @@ class _GsgenBuilder(tfds.core.GeneratorBasedBuilder):
         yield start + k, example
 
 
+def prepared_grid(dataset, features) -> specs_lib.DatasetSpec:
+  """The grid a dataset was prepared on (full or reduced), from its written features."""
+  spec = specs_lib.get(dataset)
+  sizes = tuple(features[f"label_{f.name}"].num_classes for f in spec.factors)
+  return spec if sizes == spec.sizes else spec.subgrid(sizes)
+
+
 def read_official(dataset, source: str, official_dir, grid=None) -> official.Arrays:
   """Reads and validates a dataset's official grid file (the ``official``/MPI3D configs)."""
   name = specs_lib.get(dataset).name

@@ -119,19 +119,12 @@ def load(name, source: str = "procedural", data_dir=builders.DEFAULT_DATA_DIR,
   # (or an older release) is described by what was written.
   version_dir = max(p.parent for p in folder.glob("*/dataset_info.json"))
   records = tfds.builder_from_directory(os.fspath(version_dir)).as_data_source()[part]
-  grid = _grid_from_records(spec, records)
+  grid = builders.prepared_grid(spec, records.dataset_info.features)
   if part == "train" and not config.startswith(builders.BENCHMARK_PREFIX):
     indices = _check_grid(grid, records, folder)
   else:
     indices = _record_indices(grid, records, version_dir, part)
   return Dataset(grid, config, part, Images(records, grid.image_shape), indices)
-
-
-def _grid_from_records(spec, records) -> specs_lib.DatasetSpec:
-  """The (possibly reduced) grid a dataset was prepared on, from its label features."""
-  features = records.dataset_info.features
-  sizes = tuple(features[f"label_{f.name}"].num_classes for f in spec.factors)
-  return spec if sizes == spec.sizes else spec.subgrid(sizes)
 
 
 def _check_grid(grid, records, folder) -> np.ndarray:

@@ -43,7 +43,7 @@ def prepare(dataset: str, source: str = "procedural", data_dir=builders.DEFAULT_
   wanted = (grid or spec).sizes
   if b.is_prepared():
     written = tfds.builder_from_directory(str(b.data_dir)).info.features
-    found = tuple(written[f"label_{f.name}"].num_classes for f in spec.factors)
+    found = builders.prepared_grid(spec, written).sizes
     if found != wanted:
       raise ValueError(f"{b.data_dir} already holds grid {found}, not {wanted}; delete that "
                        f"folder or pick another --data_dir.")
