@@ -92,8 +92,7 @@ def make_source(dataset, split: str, source: str = "procedural", data_dir=None,
   splits_lib.check_split(split)
   if source == "procedural" and not from_disk:
     grid = spec.subgrid(grid_sizes) if grid_sizes else spec
-    train = splits_lib.indices(grid, split, "train")
-    test = splits_lib.indices(grid, split, "test")
+    train, test = _train_test(grid, split)
     return Source(grid, split, source, train, test, grid.factor_indices(train),
                   grid.factor_indices(test))
   # Imported here: procedural runs need no TFDS.
@@ -111,10 +110,15 @@ def make_source(dataset, split: str, source: str = "procedural", data_dir=None,
     return Source(train.spec, split, source, np.arange(len(train)), np.arange(len(test)),
                   train.factor_indices, test.factor_indices, train.images, test.images)
   ds = datasets.load(spec.name, source, **kwargs)
-  train = splits_lib.indices(ds.spec, split, "train")
-  test = splits_lib.indices(ds.spec, split, "test")
+  train, test = _train_test(ds.spec, split)
   return Source(ds.spec, split, source, train, test, ds.factor_indices[train],
                 ds.factor_indices[test], ds.images, ds.images)
+
+
+def _train_test(spec, split) -> tuple[np.ndarray, np.ndarray]:
+  """Flat indices of the train and test parts (one pass over the grid for both)."""
+  train, test = splits_lib.masks(spec, split)
+  return np.flatnonzero(train), np.flatnonzero(test)
 
 
 # The current epoch's permutation (two while a batch straddles epochs): recomputing a
