@@ -184,7 +184,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   result = _evaluate(config, source, state, predict, mesh)
   results = {**run_id, "steps": total, "test": result,
              "train": {"final_loss": log.last.get("loss"),
-                       "images_per_second": log.last.get("images_per_second")},
+                       "images_per_second": log.last.get("images_per_second"),
+                       "num_params": models.num_params(nnx.merge(graphdef, state)[0]),
+                       "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"},
              "config": config.to_dict()}
   log.close()
   if jax.process_index() == 0:

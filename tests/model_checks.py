@@ -5,10 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-
-def num_params(model: nnx.Module) -> int:
-  """Trainable parameters of a (possibly abstract) model."""
-  return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+from gsgen.models import num_params  # pylint: disable=unused-import  (re-exported)
 
 
 # Eager JAX compiles every op anew for each shape (random initialisers included), which is

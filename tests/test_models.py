@@ -26,7 +26,7 @@ def _abstract(constructor, *args, **kwargs):
     (3, 6, 1536 + 377_280 + 257 * 6),  # 380,358 (Shapes3D)
     (3, 7, 1536 + 377_280 + 257 * 7),  # 380,615 (MPI3D)
 ])
-def test_cnn_parameternum_params(channels, outputs, expected):
+def test_cnn_parameter_count(channels, outputs, expected):
   assert num_params(_abstract(cnn.CNN, outputs, in_channels=channels)) == expected
 
 
@@ -36,7 +36,7 @@ def test_cnn_parameternum_params(channels, outputs, expected):
     (1, 5, 2_097_152 + 525_824 + 513 * 5),      # 2,625,541
     (3, 6, 3 * 2_097_152 + 525_824 + 513 * 6),  # 6,820,358
 ])
-def test_mlp_parameternum_params(channels, outputs, expected):
+def test_mlp_parameter_count(channels, outputs, expected):
   assert num_params(_abstract(mlp.MLP, outputs, in_channels=channels)) == expected
 
 

@@ -35,6 +35,9 @@ def test_end_to_end_writes_results_with_every_metric(tmp_path):
   for key in ("dataset", "data_source", "split", "model", "seed", "steps", "config"):
     assert key in on_disk
   assert on_disk["data_source"] == "procedural" and on_disk["steps"] == 4
+  # The CNN's count for 1 channel and 5 factors (derived in test_models.py).
+  assert on_disk["train"]["num_params"] == 379_077
+  assert on_disk["train"]["devices"] == "8 x cpu"
   test = on_disk["test"]
   names = ("shape", "scale", "orientation", "x_position", "y_position")
   for name in names:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import jax
 from flax import nnx
 
 from gsgen.models import cnn
@@ -53,3 +54,8 @@ def create(name: str, num_outputs: int, *, in_channels: int, rngs: nnx.Rngs) -> 
   if name not in MODELS:
     raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}.")
   return MODELS[name](num_outputs, in_channels=in_channels, rngs=rngs)
+
+
+def num_params(model: nnx.Module) -> int:
+  """Trainable parameters of a model; an abstract one from ``nnx.eval_shape`` works too."""
+  return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
