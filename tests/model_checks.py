@@ -5,8 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from gsgen.models import num_params  # pylint: disable=unused-import  (re-exported)
-
 
 # Eager JAX compiles every op anew for each shape (random initialisers included), which is
 # what makes model tests slow on a CPU; numpy makes the inputs.

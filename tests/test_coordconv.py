@@ -5,9 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from model_checks import assert_jit_matches_eager, num_params, uniform
+from model_checks import assert_jit_matches_eager, uniform
 
 from gsgen.models import coordconv
+from gsgen.models import num_params
 
 
 

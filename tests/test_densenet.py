@@ -18,6 +18,7 @@ from flax import nnx
 from model_checks import assert_jit_matches_eager
 
 from gsgen.models import densenet
+from gsgen.models import num_params
 
 SMALL = (2, 2)  # dense layers per block of the small network: one transition
 
@@ -28,10 +29,6 @@ def abstract(num_outputs: int, in_channels: int) -> densenet.DenseNet:
       num_outputs, in_channels=in_channels, rngs=nnx.Rngs(0)))
   model.eval()
   return model
-
-
-def count(model, kind=nnx.Param) -> int:
-  return int(sum(np.prod(v.shape) for v in jax.tree.leaves(nnx.state(model, kind))))
 
 
 def abstract_call(model, x_shape, method="__call__"):
@@ -67,8 +64,8 @@ BATCH_STATS = 2 * 41_824
 def test_parameter_count(num_outputs, in_channels):
   # The gray image is repeated to RGB, so the stem has 3 input channels either way.
   model = abstract(num_outputs, in_channels)
-  assert count(model) == FEATURE_EXTRACTOR + 1024 * num_outputs + num_outputs
-  assert count(model, nnx.BatchStat) == BATCH_STATS
+  assert num_params(model) == FEATURE_EXTRACTOR + 1024 * num_outputs + num_outputs
+  assert num_params(model, nnx.BatchStat) == BATCH_STATS
 
 
 @pytest.mark.parametrize("num_outputs,in_channels", [(5, 3), (6, 1)])
@@ -129,7 +126,7 @@ def test_small_network_count_and_shapes():
   # conv0 9,408 + norm0 128; block 1 layers on 64, 96: 130*160 + 2*37,120 = 95,040;
   # transition 128 -> 64: 256 + 8,192; block 2 on 64, 96: 95,040; norm5 2*128; head 128*5 + 5.
   model = small()
-  assert count(model) == 9_408 + 128 + 95_040 + 8_448 + 95_040 + 256 + 645
+  assert num_params(model) == 9_408 + 128 + 95_040 + 8_448 + 95_040 + 256 + 645
   model.eval()
   for in_channels in (1, 3):
     out = small(in_channels)(images(2, in_channels))

@@ -2,14 +2,14 @@
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 from flax import nnx
-from model_checks import assert_jit_matches_eager, num_params
+from model_checks import assert_jit_matches_eager
 
 from gsgen import models
 from gsgen.models import cnn
 from gsgen.models import mlp
+from gsgen.models import num_params
 
 
 def _abstract(constructor, *args, **kwargs):

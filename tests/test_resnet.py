@@ -11,6 +11,7 @@ import pytest
 from flax import nnx
 from model_checks import assert_jit_matches_eager
 
+from gsgen.models import num_params
 from gsgen.models import resnet
 
 
@@ -59,10 +60,6 @@ def filled(model: nnx.Module) -> nnx.Module:
   return nnx.merge(graphdef, jax.tree_util.tree_map_with_path(fill, state))
 
 
-def count(model, kind=nnx.Param) -> int:
-  return int(sum(np.prod(v.shape) for v in jax.tree.leaves(nnx.state(model, kind))))
-
-
 def images(batch: int, channels: int, size: int = 64, seed: int = 0) -> jax.Array:
   return jax.random.uniform(jax.random.key(seed), (batch, size, size, channels))
 
@@ -106,14 +103,14 @@ def test_parameter_count(name):
   _, num_outputs, _ = CONFIGS[name]
   depth = DEPTH[name]
   head = FEATURES[depth] * num_outputs + num_outputs
-  assert count(built(name)) == BACKBONE[depth] + head
+  assert num_params(built(name)) == BACKBONE[depth] + head
 
 
 def test_batch_statistics_count():
   # A running mean and variance per normalised channel, as many as the norms' scales and
   # biases: 1,920 + 5,632 + 17,408 + 16,384 + 4,096 (stages 1-4, pre-head; see BACKBONE).
-  assert count(built("resnet50"), nnx.BatchStat) == 45_440
-  assert count(built("bit_resnet50"), nnx.BatchStat) == 0
+  assert num_params(built("resnet50"), nnx.BatchStat) == 45_440
+  assert num_params(built("bit_resnet50"), nnx.BatchStat) == 0
 
 
 def abstract_call(model, x_shape, method="__call__"):

@@ -1,13 +1,13 @@
 """Tests of gsgen.models.set_encoder: pixel set, permutation invariance, shape, size, jit."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from model_checks import assert_jit_matches_eager, num_params, uniform
+from model_checks import assert_jit_matches_eager, uniform
 
 from gsgen.models import coordconv
+from gsgen.models import num_params
 from gsgen.models import set_encoder
 
 

@@ -6,9 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from model_checks import assert_jit_matches_eager, num_params, uniform
+from model_checks import assert_jit_matches_eager, uniform
 
 from gsgen.models import cnn
+from gsgen.models import num_params
 from gsgen.models import spatial_transformer as st
 
 

@@ -56,6 +56,7 @@ def create(name: str, num_outputs: int, *, in_channels: int, rngs: nnx.Rngs) -> 
   return MODELS[name](num_outputs, in_channels=in_channels, rngs=rngs)
 
 
-def num_params(model: nnx.Module) -> int:
-  """Trainable parameters of a model; an abstract one from ``nnx.eval_shape`` works too."""
-  return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+def num_params(model: nnx.Module, kind=nnx.Param) -> int:
+  """Trainable parameters of a model (or values of another variable ``kind``, such as
+  ``nnx.BatchStat``); an abstract model from ``nnx.eval_shape`` works too."""
+  return sum(p.size for p in jax.tree.leaves(nnx.state(model, kind)))
