@@ -62,9 +62,10 @@ def test_sharded_step_equals_single_device_step(model, monkeypatch):
   monkeypatch.setitem(models.MODELS, "small_densenet",
                       functools.partial(densenet.DenseNet, blocks=(2, 2)))
   config = get_config(f"dataset=dsprites,split=random,model={model},preset=smoke")
-  # Plain SGD: Adam's first step is about lr * sign(gradient), which turns summation-order
-  # noise in a near-zero gradient into a full step of difference.
-  config.train.optimizer = "sgd"
+  if model == "small_densenet":
+    # Plain SGD: Adam's first step is about lr * sign(gradient), which turns summation-order
+    # noise in one of this network's near-zero gradients into a full step of difference.
+    config.train.optimizer = "sgd"
   source = input_pipeline.make_source("dsprites", "random", grid_sizes=tuple(config.grid))
   from gsgen.datasets import procedural
   render = procedural.renderer(source.spec)
@@ -79,10 +80,8 @@ def test_sharded_step_equals_single_device_step(model, monkeypatch):
     outputs.append((float(metrics["loss"]), nnx.to_pure_dict(state)))
   (loss1, state1), (loss8, state8) = outputs
   assert loss8 == pytest.approx(loss1, rel=1e-5)
-  if model == "small_densenet":
-    running_mean = state8[0]["norm5"]["mean"]
-    assert np.abs(running_mean).max() > 1e-3  # updated from the batch (it starts at 0)
-    np.testing.assert_allclose(running_mean, state1[0]["norm5"]["mean"], rtol=1e-4, atol=1e-6)
+  if model == "small_densenet":  # running statistics moved from 0 (compared with the rest)
+    assert np.abs(state8[0]["norm5"]["mean"]).max() > 1e-3
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                state1, state8)
 
