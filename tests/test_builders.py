@@ -91,7 +91,7 @@ def _check_round_trip(read, grid, images):
 def test_procedural_and_official_round_trips(tmp_path):
   data_dir, official_dir = tmp_path / "tfds", tmp_path / "official"
   official_dir.mkdir()
-  expected, names = {}, []
+  expected = {}
   for dataset, grid in GRIDS.items():
     prepare.prepare(dataset, "procedural", data_dir, grid_sizes=grid.sizes)
     expected[f"gsgen_{dataset}/procedural"] = (

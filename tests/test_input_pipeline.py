@@ -7,7 +7,6 @@ import pytest
 from gsgen import input_pipeline
 from gsgen import sharding
 from gsgen import splits
-from gsgen.datasets import specs
 
 GRID = (3, 2, 10, 9, 9)  # a reduced dSprites grid (4,860 points) where every split trains
 
