@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from model_checks import assert_jit_matches_eager, uniform
+from model_checks import abstract_call, abstract_model, assert_jit_matches_eager, uniform
 
 from gsgen.models import coordconv
 from gsgen.models import num_params
@@ -78,8 +78,8 @@ def test_coordconv_tells_position_where_a_plain_conv_with_the_same_weights_canno
 @pytest.mark.parametrize("in_channels", [1, 3])
 def test_output_shape(in_channels):
   # Abstract evaluation traces the real code; the concrete RGB output is checked below.
-  out = nnx.eval_shape(lambda: coordconv.CoordConv(
-      6, in_channels=in_channels, rngs=nnx.Rngs(0))(jnp.zeros((2, 64, 64, in_channels))))
+  out = abstract_call(abstract_model(coordconv.CoordConv, 6, in_channels=in_channels),
+                      (2, 64, 64, in_channels))
   assert out.shape == (2, 6) and out.dtype == jnp.float32
 
 
@@ -96,8 +96,7 @@ def test_parameter_count(in_channels, num_outputs, expected):
   # Sum: 512 C + 391_616 + 257 n -> C=1: 392_128 + 257 n; C=3: 393_152 + 257 n.
   # The coordinates cost 2 * 16 * (32 + 32 + 64 + 64 + 256) = 14_336 over the plain CNN.
   assert 512 * in_channels + 391_616 + 257 * num_outputs == expected
-  model = nnx.eval_shape(
-      lambda: coordconv.CoordConv(num_outputs, in_channels=in_channels, rngs=nnx.Rngs(0)))
+  model = abstract_model(coordconv.CoordConv, num_outputs, in_channels=in_channels)
   assert num_params(model) == expected
 
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from model_checks import assert_jit_matches_eager
+from model_checks import abstract_call, assert_jit_matches_eager
 
 from gsgen.models import densenet
 from gsgen.models import num_params
@@ -29,12 +29,6 @@ def abstract(num_outputs: int, in_channels: int) -> densenet.DenseNet:
       num_outputs, in_channels=in_channels, rngs=nnx.Rngs(0)))
   model.eval()
   return model
-
-
-def abstract_call(model, x_shape, method="__call__"):
-  graphdef, state = nnx.split(model)
-  return jax.eval_shape(lambda s, x: getattr(nnx.merge(graphdef, s), method)(x), state,
-                        jax.ShapeDtypeStruct(x_shape, jnp.float32))
 
 
 def images(batch: int, channels: int, seed: int = 0) -> jax.Array:

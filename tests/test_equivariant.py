@@ -16,8 +16,10 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from model_checks import abstract_model
 
 from gsgen.models import equivariant
+from gsgen.models import num_params
 
 ATOL = 1e-5  # float32 rounding only: activations are O(1), observed errors are ~1e-6.
 
@@ -118,10 +120,8 @@ def test_parameter_count(in_channels, num_outputs, expected):
   #   C=3, N=5: 784 + 377_040 + 2_565 = 380_389    C=1, N=6: 272 + 377_040 + 3_078 = 380_390
   # (cnn.CNN with C=1, N=5 has 379_077: the layouts are peers by design.)
   assert expected == 256 * in_channels + 16 + 377_040 + 513 * num_outputs
-  model = nnx.eval_shape(lambda: equivariant.EquivariantCNN(
-      num_outputs, in_channels=in_channels, rngs=nnx.Rngs(0)))
-  params = nnx.state(model, nnx.Param)
-  assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params)) == expected
+  model = abstract_model(equivariant.EquivariantCNN, num_outputs, in_channels=in_channels)
+  assert num_params(model) == expected
 
 
 def test_rotate_is_a_c4_action():

@@ -4,17 +4,12 @@ import jax
 import jax.numpy as jnp
 import pytest
 from flax import nnx
-from model_checks import assert_jit_matches_eager
+from model_checks import abstract_model, assert_jit_matches_eager
 
 from gsgen import models
 from gsgen.models import cnn
 from gsgen.models import mlp
 from gsgen.models import num_params
-
-
-def _abstract(constructor, *args, **kwargs):
-  """The model's structure without running its initialisers (fast)."""
-  return nnx.eval_shape(lambda: constructor(*args, rngs=nnx.Rngs(0), **kwargs))
 
 
 @pytest.mark.parametrize("channels,outputs,expected", [
@@ -27,7 +22,7 @@ def _abstract(constructor, *args, **kwargs):
     (3, 7, 1536 + 377_280 + 257 * 7),  # 380,615 (MPI3D)
 ])
 def test_cnn_parameter_count(channels, outputs, expected):
-  assert num_params(_abstract(cnn.CNN, outputs, in_channels=channels)) == expected
+  assert num_params(abstract_model(cnn.CNN, outputs, in_channels=channels)) == expected
 
 
 @pytest.mark.parametrize("channels,outputs,expected", [
@@ -37,7 +32,7 @@ def test_cnn_parameter_count(channels, outputs, expected):
     (3, 6, 3 * 2_097_152 + 525_824 + 513 * 6),  # 6,820,358
 ])
 def test_mlp_parameter_count(channels, outputs, expected):
-  assert num_params(_abstract(mlp.MLP, outputs, in_channels=channels)) == expected
+  assert num_params(abstract_model(mlp.MLP, outputs, in_channels=channels)) == expected
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
@@ -63,7 +58,7 @@ def test_cnn_feature_map_sizes():
 
 def test_every_model_has_the_common_signature():
   for name, constructor in models.MODELS.items():
-    model = _abstract(constructor, 6, in_channels=3)
+    model = abstract_model(constructor, 6, in_channels=3)
     out = nnx.eval_shape(lambda m: m(jnp.zeros((2, 64, 64, 3))), model)
     assert out.shape == (2, 6), name
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from model_checks import assert_jit_matches_eager
+from model_checks import abstract_call, assert_jit_matches_eager
 
 from gsgen.models import num_params
 from gsgen.models import resnet
@@ -111,12 +111,6 @@ def test_batch_statistics_count():
   # biases: 1,920 + 5,632 + 17,408 + 16,384 + 4,096 (stages 1-4, pre-head; see BACKBONE).
   assert num_params(built("resnet50"), nnx.BatchStat) == 45_440
   assert num_params(built("bit_resnet50"), nnx.BatchStat) == 0
-
-
-def abstract_call(model, x_shape, method="__call__"):
-  graphdef, state = nnx.split(model)
-  return jax.eval_shape(lambda s, x: getattr(nnx.merge(graphdef, s), method)(x), state,
-                        jax.ShapeDtypeStruct(x_shape, jnp.float32))
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from model_checks import assert_jit_matches_eager, uniform
+from model_checks import abstract_call, abstract_model, assert_jit_matches_eager, uniform
 
 from gsgen.models import coordconv
 from gsgen.models import num_params
@@ -59,8 +59,8 @@ def test_model_is_the_set_function_of_its_pixels_in_any_order(model):
 @pytest.mark.parametrize("in_channels", [1, 3])
 def test_output_shape(in_channels):
   # Abstract evaluation traces the real code; the concrete RGB output is checked below.
-  out = nnx.eval_shape(lambda: set_encoder.SetEncoder(
-      6, in_channels=in_channels, rngs=nnx.Rngs(0))(jnp.zeros((2, 64, 64, in_channels))))
+  out = abstract_call(abstract_model(set_encoder.SetEncoder, 6, in_channels=in_channels),
+                      (2, 64, 64, in_channels))
   assert out.shape == (2, 6) and out.dtype == jnp.float32
 
 
@@ -75,8 +75,7 @@ def test_parameter_count(in_channels, num_outputs, expected):
   #   head:   256 * n + n = 257 n                       (n=5: 1_285; n=6: 1_542)
   # Sum: 32 C + 35_232 + 257 n.
   assert 32 * in_channels + 35_232 + 257 * num_outputs == expected
-  model = nnx.eval_shape(
-      lambda: set_encoder.SetEncoder(num_outputs, in_channels=in_channels, rngs=nnx.Rngs(0)))
+  model = abstract_model(set_encoder.SetEncoder, num_outputs, in_channels=in_channels)
   assert num_params(model) == expected
 
 

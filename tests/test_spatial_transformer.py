@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from model_checks import assert_jit_matches_eager, uniform
+from model_checks import abstract_call, abstract_model, assert_jit_matches_eager, uniform
 
 from gsgen.models import cnn
 from gsgen.models import num_params
@@ -117,8 +117,8 @@ def test_at_initialisation_the_model_is_the_cnn_on_the_unwarped_image(model):
 @pytest.mark.parametrize("in_channels", [1, 3])
 def test_output_shape(in_channels):
   # Abstract evaluation traces the real code; the concrete RGB output is checked below.
-  out = nnx.eval_shape(lambda: st.SpatialTransformer(
-      6, in_channels=in_channels, rngs=nnx.Rngs(0))(jnp.zeros((2, 64, 64, in_channels))))
+  out = abstract_call(abstract_model(st.SpatialTransformer, 6, in_channels=in_channels),
+                      (2, 64, 64, in_channels))
   assert out.shape == (2, 6) and out.dtype == jnp.float32
 
 
@@ -136,8 +136,7 @@ def test_parameter_count(in_channels, num_outputs, expected):
   #   head 256 n + n = 257 n.  Sum 512 C + 377_280 + 257 n.
   # Total: 768 C + 439_270 + 257 n.
   assert 768 * in_channels + 439_270 + 257 * num_outputs == expected
-  model = nnx.eval_shape(lambda: st.SpatialTransformer(
-      num_outputs, in_channels=in_channels, rngs=nnx.Rngs(0)))
+  model = abstract_model(st.SpatialTransformer, num_outputs, in_channels=in_channels)
   assert num_params(model) == expected
 
 
