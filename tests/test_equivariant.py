@@ -1,6 +1,6 @@
 """Tests for gsgen.models.equivariant: shapes, parameter counts, exact C4 equivariance.
 
-Run: /tmp/venv/bin/python -m pytest tests/test_equivariant.py -q
+Run: python -m pytest tests/test_equivariant.py -q
 
 Most tests fill parameters from numpy instead of running the initialisers: on this CPU each
 new parameter shape costs a PRNG compilation, which would dominate the file's run time.

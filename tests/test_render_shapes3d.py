@@ -1,6 +1,6 @@
 """Tests of the procedural Shapes3D renderer: known answers and properties.
 
-  cd /work/main && /tmp/venv/bin/python -m pytest tests/test_render_shapes3d.py -q
+  python -m pytest tests/test_render_shapes3d.py -q
 """
 
 import colorsys
