@@ -89,15 +89,6 @@ def read_results(args, model: str, split: str) -> dict | None:
   return json.loads(path.read_text()) if path.exists() else None
 
 
-def throughput(args, model: str) -> float:
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  config = ml_collections.ConfigDict({
-      "model": model, "seed": args.seed,
-      "train": {"batch_size": args.batch, "optimizer": "adam", "learning_rate": 1e-3}})
-  source = input_pipeline.make_source(args.dataset, "random")
-  return train_throughput.measure(config, source, args.throughput_steps)
-
-
 def num_params(dataset: str, model: str) -> int:
   spec = specs.get(dataset)
   abstract = nnx.eval_shape(lambda: models.create(
@@ -169,8 +160,9 @@ def main() -> int:
   if args.throughput_steps:
     device = jax.devices()[0]
     print(f"throughput on {device.device_kind} x{jax.device_count()}", flush=True)
+    source = input_pipeline.make_source(args.dataset, "random")
     for model in model_names:
-      rates[model] = throughput(args, model)
+      rates[model] = train_throughput.measure(model, source, args.throughput_steps, args.batch)
       print(f"  {model:<20} {rates[model]:>9,.0f} images/s", flush=True)
   table = tables(args, model_names, splits, rates)
   print(table)
