@@ -33,7 +33,7 @@ from flax import nnx
 import train_throughput  # benchmarks/ is on sys.path when this file runs as a script
 from gsgen import input_pipeline
 from gsgen import models
-from gsgen.datasets import specs
+from gsgen import specs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_FILE = ROOT / "experiments" / "configs" / "benchmark.py"

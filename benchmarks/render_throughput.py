@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from gsgen.datasets import procedural
-from gsgen.datasets import specs
+from gsgen import specs
 
 
 def render_rate(name: str, batch: int, seconds: float) -> float:

@@ -21,7 +21,7 @@ from gsgen import input_pipeline
 from gsgen import sharding
 from gsgen import train
 from gsgen.datasets import procedural
-from gsgen.datasets import specs
+from gsgen import specs
 
 
 def measure(model: str, source, steps: int, batch_size: int = 64) -> float:

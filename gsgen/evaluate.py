@@ -34,7 +34,7 @@ import numpy as np
 import tqdm
 
 from gsgen import splits as splits_lib
-from gsgen.datasets import specs as specs_lib
+from gsgen import specs as specs_lib
 
 # Towards-the-mean ratios are binned at this width on [0, RATIO_MAX); one more bin holds
 # everything above. The median is read off the histogram, so it is exact to one bin width.

@@ -32,7 +32,7 @@ import numpy as np
 
 from gsgen import sharding
 from gsgen import splits as splits_lib
-from gsgen.datasets import specs as specs_lib
+from gsgen import specs as specs_lib
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,9 +33,9 @@ import sys
 
 import numpy as np
 
-from gsgen.datasets import specs as specs_lib
+from gsgen import specs as specs_lib
 
-SPLITS = ("random", "composition", "interpolation", "extrapolation")
+SPLITS = specs_lib.SPLITS
 # Splits whose test points lie outside the training range of single factors; only these
 # have one-factor-OOD subsets.
 OOD_SPLITS = ("interpolation", "extrapolation")

@@ -13,7 +13,7 @@ from gsgen import splits
 from gsgen.datasets import builders
 from gsgen.datasets import prepare
 from gsgen.datasets import procedural
-from gsgen.datasets import specs
+from gsgen import specs
 
 GRIDS = {
     "dsprites": specs.DSPRITES.subgrid((3, 2, 3, 4, 4)),

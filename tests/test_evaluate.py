@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gsgen import evaluate, splits
-from gsgen.datasets import specs
+from gsgen import specs
 
 # A reduced dSprites grid (3 x 3 x 10 x 9 x 9 = 7,290 points) keeps tests fast; each split
 # factor but scale still has a composition band (floor(size * 0.1234) >= 1).

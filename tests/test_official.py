@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gsgen.datasets import official
-from gsgen.datasets import specs
+from gsgen import specs
 
 Error = official.OfficialFileError
 

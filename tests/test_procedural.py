@@ -6,7 +6,7 @@ import pytest
 from gsgen.datasets import procedural
 from gsgen.datasets import render_dsprites
 from gsgen.datasets import render_shapes3d
-from gsgen.datasets import specs
+from gsgen import specs
 
 
 def test_chunks_equal_one_jitted_call():

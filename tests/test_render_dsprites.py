@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from gsgen.datasets import render_dsprites, specs
+from gsgen import specs
+from gsgen.datasets import render_dsprites
 
 S = specs.DSPRITES
 SQUARE, ELLIPSE, HEART = 0, 1, 2

@@ -5,7 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from gsgen.datasets import procedural, render_mpi3d, specs
+from gsgen import specs
+from gsgen.datasets import procedural, render_mpi3d
 
 SPEC = specs.MPI3D
 # object_color, object_shape, object_size, camera_height, background_color,

@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from gsgen.datasets import render_shapes3d, specs
+from gsgen import specs
+from gsgen.datasets import render_shapes3d
 
 SPEC = specs.SHAPES3D
 SKY = (153, 226, 249)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from gsgen.datasets import specs
+from gsgen import specs
 
 
 @pytest.mark.parametrize("name,sizes,num_images,cut", [

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gsgen import splits
-from gsgen.datasets import specs
+from gsgen import specs
 
 ALL = [(d, s) for d in specs.DATASETS for s in splits.SPLITS]
 

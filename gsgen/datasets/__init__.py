@@ -1,7 +1,7 @@
 """The three datasets: factor specs, procedural renderers, official readers, TFDS builders.
 
 ``gsgen.datasets.load`` opens a prepared dataset (see `gsgen.datasets.loader`); it is
-imported lazily so that ``from gsgen.datasets import specs`` stays free of TFDS.
+imported lazily so that the renderers stay free of TFDS.
 """
 
 

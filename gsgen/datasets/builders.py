@@ -44,7 +44,7 @@ import tensorflow_datasets as tfds
 from gsgen import splits as splits_lib
 from gsgen.datasets import official
 from gsgen.datasets import procedural
-from gsgen.datasets import specs as specs_lib
+from gsgen import specs as specs_lib
 
 _VERSION = "1.0.0"
 DEFAULT_DATA_DIR = os.path.join("data", "tfds")

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from gsgen.datasets import builders
-from gsgen.datasets import specs as specs_lib
+from gsgen import specs as specs_lib
 
 
 class Images:

@@ -39,7 +39,7 @@ import zlib
 
 import numpy as np
 
-from gsgen.datasets import specs
+from gsgen import specs
 
 OFFICIAL_FILENAMES = {
     "dsprites": "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",

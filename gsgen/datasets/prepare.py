@@ -19,7 +19,7 @@ import time
 import tensorflow_datasets as tfds
 
 from gsgen.datasets import builders
-from gsgen.datasets import specs as specs_lib
+from gsgen import specs as specs_lib
 
 
 def prepare(dataset: str, source: str = "procedural", data_dir=builders.DEFAULT_DATA_DIR,

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from gsgen.datasets import specs as specs_lib
+from gsgen import specs as specs_lib
 
 
 def traversal_indices(spec: specs_lib.DatasetSpec, columns: int = 10,

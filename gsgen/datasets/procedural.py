@@ -21,7 +21,7 @@ import numpy as np
 from gsgen.datasets import render_dsprites
 from gsgen.datasets import render_mpi3d
 from gsgen.datasets import render_shapes3d
-from gsgen.datasets import specs as specs_lib
+from gsgen import specs as specs_lib
 
 # Bulk renderers into numpy that beat the generic chunked loop (Shapes3D reuses the shading
 # of its 480 geometries across all hues).

@@ -3,7 +3,8 @@
 Synopsis::
 
   import numpy as np
-  from gsgen.datasets import render_dsprites, specs
+  from gsgen import specs
+  from gsgen.datasets import render_dsprites
   idx = specs.DSPRITES.factor_indices(np.arange(512))      # [512, 5]
   images = render_dsprites.render(idx)                       # jax uint8 [512, 64, 64, 1]
 
@@ -42,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gsgen.datasets import specs
+from gsgen import specs
 
 SIZE = 64
 SQUARE_HALF_SIDE = 9.6

@@ -3,7 +3,8 @@
 Synopsis::
 
   import numpy as np
-  from gsgen.datasets import procedural, render_mpi3d, specs
+  from gsgen import specs
+  from gsgen.datasets import procedural, render_mpi3d
   idx = specs.MPI3D.factor_indices(np.arange(8))        # int [8, 7]
   images = render_mpi3d.render(idx)                      # uint8 [8, 64, 64, 3]
   many = procedural.render_numpy("mpi3d", np.arange(5000))   # numpy, in chunks
@@ -38,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gsgen.datasets import specs
+from gsgen import specs
 
 IMAGE_SIZE = 64
 NUM_FACTORS = specs.MPI3D.num_factors

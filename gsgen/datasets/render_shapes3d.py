@@ -3,7 +3,8 @@
 Synopsis::
 
   import numpy as np
-  from gsgen.datasets import render_shapes3d, specs
+  from gsgen import specs
+  from gsgen.datasets import render_shapes3d
   idx = specs.SHAPES3D.factor_indices(np.arange(8))    # int [8, 6]
   images = render_shapes3d.render(idx)                 # uint8 [8, 64, 64, 3]
   grid = specs.SHAPES3D.all_factor_indices()[:1000]
@@ -38,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gsgen.datasets import specs
+from gsgen import specs
 
 _SPEC = specs.SHAPES3D
 IMAGE_SIZE = 64

@@ -45,15 +45,29 @@ MODELS: dict[str, Callable[..., nnx.Module]] = {
 }
 
 
-def create(name: str, num_outputs: int, *, in_channels: int, rngs: nnx.Rngs) -> nnx.Module:
+def create(name: str, num_outputs: int, *, in_channels: int, rngs: nnx.Rngs,
+           **kwargs) -> nnx.Module:
   """Builds the model called ``name``.
 
+  Args:
+    name: a key of `MODELS`.
+    num_outputs: factors to regress.
+    in_channels: image channels.
+    rngs: parameter initialisation.
+    **kwargs: the constructor's own options (``config.model_kwargs``).
+
   Raises:
-    ValueError: unknown name; the message lists the valid ones.
+    ValueError: unknown name or option; the message lists the valid ones.
   """
   if name not in MODELS:
     raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}.")
-  return MODELS[name](num_outputs, in_channels=in_channels, rngs=rngs)
+  try:
+    return MODELS[name](num_outputs, in_channels=in_channels, rngs=rngs, **kwargs)
+  except TypeError as e:
+    if kwargs and "unexpected keyword" in str(e):
+      raise ValueError(f"model {name!r} does not take option(s) {sorted(kwargs)} "
+                       f"(config.model_kwargs): {e}") from e
+    raise
 
 
 def num_params(model: nnx.Module, kind=nnx.Param) -> int:

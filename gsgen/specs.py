@@ -2,7 +2,7 @@
 
 Synopsis::
 
-  from gsgen.datasets import specs
+  from gsgen import specs
   spec = specs.get("dsprites")
   spec.sizes                         # (3, 6, 40, 32, 32)
   idx = spec.factor_indices(12345)   # array([0, 0, 9, 20, 25])
@@ -313,6 +313,9 @@ MPI3D_LEGACY = _mpi3d(4, 4)
 
 SPECS = {"dsprites": DSPRITES, "shapes3d": SHAPES3D, "mpi3d": MPI3D}
 DATASETS = tuple(SPECS)
+# The benchmark's split names (their rules live in `gsgen.splits`); named here so that every
+# layer, the data layer included, shares one vocabulary without importing the rules.
+SPLITS = ("random", "composition", "interpolation", "extrapolation")
 
 
 def get(name: str | DatasetSpec) -> DatasetSpec:

@@ -1,0 +1,34 @@
+"""Training objectives by name: an explicit table from learner name to `Learner`.
+
+Synopsis::
+
+  from gsgen import learners
+  learner = learners.get("regression")
+  model = learner.build(config, spec, nnx.Rngs(0))
+
+A new objective is one module here and one entry in `LEARNERS`; `gsgen.train` runs it
+unchanged (see `gsgen.learners.learner` for what a learner provides).
+"""
+
+from __future__ import annotations
+
+from gsgen.learners import learner as learner_lib
+from gsgen.learners import regression
+
+Learner = learner_lib.Learner
+Stage = learner_lib.Stage
+
+LEARNERS: dict[str, learner_lib.Learner] = {
+    "regression": regression.LEARNER,
+}
+
+
+def get(name: str) -> learner_lib.Learner:
+  """The learner called ``name``.
+
+  Raises:
+    ValueError: unknown name; the message lists the valid ones.
+  """
+  if name not in LEARNERS:
+    raise ValueError(f"unknown learner {name!r}; choose one of {', '.join(LEARNERS)}.")
+  return LEARNERS[name]
