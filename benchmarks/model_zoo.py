@@ -36,7 +36,7 @@ from gsgen import models
 from gsgen import specs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIG_FILE = ROOT / "experiments" / "configs" / "benchmark.py"
+CONFIG_FILE = ROOT / "gsgen" / "configs" / "benchmark.py"
 
 
 def run_dir(args, model: str, split: str) -> pathlib.Path:

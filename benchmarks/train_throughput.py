@@ -16,32 +16,41 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
+from flax import nnx
 
 from gsgen import input_pipeline
+from gsgen import learners
 from gsgen import sharding
-from gsgen import train
-from gsgen.datasets import procedural
 from gsgen import specs
+from gsgen import train
+from gsgen.configs import benchmark
+from gsgen.datasets import procedural
+from gsgen.learners import learner as learner_lib
 
 
-def measure(model: str, source, steps: int, batch_size: int = 64) -> float:
-  """Training images per second of ``model`` on ``source``, timed after compilation."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  config = ml_collections.ConfigDict({
-      "model": model, "seed": 0,
-      "train": {"batch_size": batch_size, "optimizer": "adam", "learning_rate": 1e-4}})
+def measure(model: str, source, steps: int, batch_size: int = 64,
+            learner: str = "regression") -> float:
+  """Training images per second of the first stage of ``learner`` with ``model`` on
+  ``source``, timed after compilation."""
+  config = benchmark.get_config(f"dataset={source.spec.name},model={model},learner={learner},"
+                                f"preset=paper")
+  config.train.batch_size = batch_size
+  stage = learner_lib.stages(learners.get(learner), config)[0]
   mesh = sharding.make_mesh()
-  graphdef, state = train.create_state(config, source.spec, mesh)
+  graphdef, state, _ = train.create_state(config, stage, source.spec, mesh, nnx.Rngs(0))
   render = procedural.renderer(source.spec) if source.renders_on_device else None
-  step_fn, _ = train.make_steps(graphdef, source.spec, render, mesh)
-  batches = input_pipeline.TrainBatches(source, config.train.batch_size, 0, mesh)
-  state, metrics = step_fn(state, batches.get(0))  # compile
+  step_fn = train.make_train_step(graphdef, stage, source.spec, render, mesh,
+                                  jax.random.key(0))
+  batches = input_pipeline.TrainBatches(source, batch_size, 0, mesh,
+                                        sampler=stage.learner.sampler)
+  state, metrics = step_fn(state, batches.get(0), jnp.int32(1))  # compile
   jax.block_until_ready(metrics)
   start = time.perf_counter()
   for step in range(1, steps + 1):
-    state, metrics = step_fn(state, batches.get(step))
+    state, metrics = step_fn(state, batches.get(step), jnp.int32(step + 1))
   jax.block_until_ready(metrics)
-  return steps * config.train.batch_size / (time.perf_counter() - start)
+  return steps * batch_size / (time.perf_counter() - start)
 
 
 def main():
@@ -65,8 +74,8 @@ def main():
       from gsgen.datasets import prepare  # pylint: disable=g-import-not-at-top
       sizes = tuple(int(s) for s in args.grid.split(",")) if args.grid else None
       prepare.prepare(args.dataset, "procedural", args.data_dir, grid_sizes=sizes)
-      source = input_pipeline.make_source(args.dataset, "random", "procedural",
-                                          data_dir=args.data_dir, from_disk=True)
+      source = input_pipeline.make_source(args.dataset, "random", "procedural:stored",
+                                          data_dir=args.data_dir)
     rate = measure(args.model, source, args.steps, args.batch)
     print(f"train {args.model:<12} {name:<11} {rate:>9,.0f} images/s")
 

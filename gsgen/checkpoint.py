@@ -25,16 +25,18 @@ import orbax.checkpoint as ocp
 class Checkpointer:
   """Saves every ``every_steps`` steps (and when forced), keeps the newest few."""
 
-  def __init__(self, directory: str, every_steps: int, max_to_keep: int = 2):
+  def __init__(self, directory: str, every_steps: int, max_to_keep: int = 2,
+               create: bool = True):
     """Args:
-      directory: the checkpoint folder (created if missing).
+      directory: the checkpoint folder.
       every_steps: save interval in steps.
       max_to_keep: how many checkpoints stay on disk.
+      create: create the folder if it is missing (False to read another run's).
     """
     self.every_steps = every_steps
     self._manager = ocp.CheckpointManager(
         os.path.abspath(directory),
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create),
         item_names=("state", "meta"))
 
   def latest_step(self) -> int | None:

@@ -8,22 +8,16 @@ Synopsis::
   scores["towards_mean"]["x_position"]["median"]
   scores["modularity"]["x_position"]["rsquared_ood"]
 
-``predict_fn`` is any numpy-in, numpy-out function: float32 images ``[batch, 64, 64, C]`` in
-[0, 1] to predicted normalised targets ``[batch, num_factors]``, so a model of any framework can
-be scored. ``images`` is an array indexed by flat grid index (a numpy array, a memory map, a
-prepared dataset) or a function from flat indices to uint8 images.
-
-The metrics follow SPEC section 4. ``R2_j = 1 - MSE_j / Var_j`` where ``Var_j`` is the variance
-of factor j's normalised target over the FULL grid, not over the evaluated set, so scores
-compare across splits and with the published benchmark. Everything is computed from streaming
-sufficient statistics (per evaluated set: example count and squared-error sums; per factor: a
-histogram of towards-the-mean ratios), gathered batch by batch by one jitted function vmapped
-over factors and accumulated in float64 on the host; a split of 700,000+ images never needs all
-predictions at once.
+Scores stream: each batch is reduced on the device to sufficient statistics (squared-error
+sums per evaluated set, a histogram of towards-the-mean ratios per factor) by one jitted
+function vmapped over factors, so a test split of 700,000+ images never needs all predictions
+at once. R² divides by the variance of a factor over the full grid, so scores compare across
+splits; docs/metrics.md defines every key.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 from typing import Callable
@@ -91,7 +85,8 @@ def _factor_stats(pred, target, subset_weights, ood, train_mean):
     train_mean: the factor's mean normalised target over the training set.
 
   Returns:
-    ``(sse [num_subsets], ratio_histogram [NUM_RATIO_BINS], count of ratios <= 1)``.
+    ``(sse [num_subsets], ratio_histogram [NUM_RATIO_BINS], count of ratios <= 1, count of
+    out-of-distribution points, defined or not)``.
   """
   sse = (((pred - target) ** 2)[:, None] * subset_weights).sum(0)
   denom = jnp.abs(target - train_mean)
@@ -102,7 +97,7 @@ def _factor_stats(pred, target, subset_weights, ood, train_mean):
   # Counted apart from the histogram: a perfect prediction has ratio 1 up to float noise,
   # which must not decide on which side of a bin edge it falls.
   within = (defined & (ratio <= 1.0 + _RATIO_TOL)).sum()
-  return sse, hist, within
+  return sse, hist, within, ood.sum()
 
 
 def batch_statistics(predictions, targets, subset_weights, ood, train_mean):
@@ -117,14 +112,15 @@ def batch_statistics(predictions, targets, subset_weights, ood, train_mean):
 
   Returns:
     Dict with ``count [num_subsets]``, ``sse [num_subsets, num_factors]``,
-    ``ratio_hist [num_factors, NUM_RATIO_BINS]`` and ``ratio_within [num_factors]`` (ratios
-    in [0, 1]).
+    ``ratio_hist [num_factors, NUM_RATIO_BINS]``, ``ratio_within [num_factors]`` (ratios
+    in [0, 1]) and ``ood_count [num_factors]`` (out-of-distribution points, including those
+    whose ratio is undefined).
   """
-  sse, hist, within = jax.vmap(_factor_stats, in_axes=(1, 1, None, 1, 0),
-                               out_axes=(1, 0, 0))(
+  sse, hist, within, ood_count = jax.vmap(_factor_stats, in_axes=(1, 1, None, 1, 0),
+                                          out_axes=(1, 0, 0, 0))(
       predictions, targets, subset_weights, ood, train_mean)
   return {"count": subset_weights.sum(0), "sse": sse, "ratio_hist": hist,
-          "ratio_within": within}
+          "ratio_within": within, "ood_count": ood_count}
 
 
 @dataclasses.dataclass
@@ -139,30 +135,44 @@ class Accumulator:
     spec: the dataset.
     split: the split name.
     part: ``test``, ``train`` or ``all`` (the full grid).
+    membership: ``rules``: an example counts when the split's rules put it in ``part``
+      (others are skipped); ``given``: every example fed belongs to ``part`` (the published
+      benchmark split files, whose test records are scored as they are).
+    train_mean: the training mean of each normalised target, for the towards-the-mean
+      ratios; default: the mean over the rules' train part of the grid.
   """
   spec: specs_lib.DatasetSpec
   split: str
   part: str = "test"
+  membership: str = "rules"
+  train_mean: np.ndarray | None = None
 
   def __post_init__(self):
     splits_lib.check_split(self.split)
     if self.part not in ("test", "train", "all"):
       raise ValueError(f"unknown part {self.part!r}; choose 'test', 'train' or 'all'.")
+    if self.membership not in ("rules", "given"):
+      raise ValueError(f"unknown membership {self.membership!r}; choose 'rules' or 'given'.")
     self.ood_names = ()
     if self.part == "test" and self.split in splits_lib.OOD_SPLITS:
       self.ood_names = tuple(self.spec.factors[i].name for i in self.spec.split_factors)
-    train_mask, _ = splits_lib.masks(self.spec, self.split)
-    if not train_mask.any():
-      raise ValueError(f"the {self.split} split of {self.spec.name} has no training points "
-                       f"(grid {self.spec.sizes}); the towards-the-mean ratios need them.")
-    self.train_mean = self.spec.targets(self.spec.all_factor_indices()[train_mask]).astype(
-        np.float64).mean(0).astype(np.float32)
+    if self.train_mean is None:
+      train_mask, _ = splits_lib.masks(self.spec, self.split)
+      if not train_mask.any():
+        raise ValueError(f"the {self.split} split of {self.spec.name} has no training "
+                         f"points (grid {self.spec.sizes}); the towards-the-mean ratios need "
+                         f"them.")
+      self.train_mean = self.spec.targets(self.spec.all_factor_indices()[train_mask]).astype(
+          np.float64).mean(0)
+    self.train_mean = np.asarray(self.train_mean, np.float32)
     num_sets = 1 + len(self.ood_names)
     self._count = np.zeros(num_sets, np.float64)
     self._sse = np.zeros((num_sets, self.spec.num_factors), np.float64)
     self._hist = np.zeros((self.spec.num_factors, NUM_RATIO_BINS), np.float64)
     self._within = np.zeros(self.spec.num_factors, np.float64)
-    self._step = _jitted_step(self.spec, self.split, self.part, self.ood_names)
+    self._ood = np.zeros(self.spec.num_factors, np.float64)
+    part = "all" if self.membership == "given" else self.part
+    self._step = _jitted_step(self.spec, self.split, part, self.ood_names)
 
   def update(self, predictions, factor_indices, mask=None) -> None:
     """Adds a batch.
@@ -189,21 +199,26 @@ class Accumulator:
     self._sse += stats["sse"]
     self._hist += stats["ratio_hist"]
     self._within += stats["ratio_within"]
+    self._ood += stats["ood_count"]
 
   def result(self) -> dict:
     """The scores so far: see `evaluate_model` for the layout."""
     out = regression_scores(self._sse[0], self._count[0], self.spec)
-    out["towards_mean"] = {name: ratio_summary(self._hist[j], self._within[j])
-                           for j, name in enumerate(self.spec.factor_names)
-                           if self._hist[j].sum() > 0}
+    out["towards_mean"] = {
+        name: ratio_summary(self._hist[j], self._within[j], self._ood[j])
+        for j, name in enumerate(self.spec.factor_names) if self._ood[j] > 0}
+    split_names = {self.spec.factors[i].name for i in self.spec.split_factors}
     modularity = {}
     for s, name in enumerate(self.ood_names, start=1):
       scores = regression_scores(self._sse[s], self._count[s], self.spec)
-      others = [scores[f"rsquared_{f}"] for f in self.spec.factor_names if f != name]
+      others = [f for f in self.spec.factor_names if f != name]
+      mean = lambda names: (None if self._count[s] == 0 else  # pylint: disable=cell-var-from-loop
+                            float(np.mean([scores[f"rsquared_{f}"] for f in names])))
       modularity[name] = {
           "num_examples": scores["num_examples"],
           "rsquared_ood": scores[f"rsquared_{name}"],
-          "rsquared_id": (None if self._count[s] == 0 else float(np.mean(others))),
+          "rsquared_id_split_factors": mean([f for f in others if f in split_names]),
+          "rsquared_id_all_factors": mean(others),
           "rsquared": {f: scores[f"rsquared_{f}"] for f in self.spec.factor_names},
       }
     if modularity:
@@ -232,7 +247,7 @@ def _jitted_step(spec, split, part, ood_names):
   return jax.jit(step)
 
 
-def ratio_summary(hist: np.ndarray, within: float) -> dict:
+def ratio_summary(hist: np.ndarray, within: float, num_ood: float | None = None) -> dict:
   """Median, share in [0, 1] and counts of a towards-the-mean ratio histogram.
 
   Args:
@@ -240,25 +255,105 @@ def ratio_summary(hist: np.ndarray, within: float) -> dict:
       ``[k * RATIO_BIN_WIDTH, (k + 1) * RATIO_BIN_WIDTH)``, the last bin everything from
       ``RATIO_MAX`` up.
     within: how many of the ratios are in [0, 1].
+    num_ood: out-of-distribution points of the factor, including those whose truth sits
+      at the training mean (ratio undefined); default: the histogram's total.
 
   Returns:
-    Dict with ``num_points``, ``median`` (linear within its bin; exact to one bin width),
-    ``share_0_1`` (the share of ratios <= 1: the prediction lies closer to the training mean
-    than the truth), ``bin_width`` and ``counts`` (a list of ints).
+    Dict with ``num_points`` (ratios defined), ``num_undefined`` (points whose truth equals
+    the training mean), ``median`` (linear within its bin; exact to one bin width; None
+    when no ratio is defined), ``share_0_1`` (the share of ratios <= 1: the prediction lies
+    closer to the training mean than the truth; None when none is defined), ``bin_width``
+    and ``counts`` (a list of ints).
   """
   hist = np.asarray(hist, np.float64)
   total = hist.sum()
+  out = {"num_points": int(total),
+         "num_undefined": int(round((total if num_ood is None else num_ood) - total)),
+         "median": None, "share_0_1": None, "bin_width": RATIO_BIN_WIDTH,
+         "counts": [int(c) for c in hist]}
+  if total == 0:
+    return out
   cumulative = np.cumsum(hist)
   k = int(np.searchsorted(cumulative, total / 2))
   below = cumulative[k] - hist[k]
   median = (k + (total / 2 - below) / hist[k]) * RATIO_BIN_WIDTH
-  return {
-      "num_points": int(total),
-      "median": float(min(median, RATIO_MAX)),
-      "share_0_1": float(within / total),
-      "bin_width": RATIO_BIN_WIDTH,
-      "counts": [int(c) for c in hist],
-  }
+  out["median"] = float(min(median, RATIO_MAX))
+  out["share_0_1"] = float(within / total)
+  return out
+
+
+def run(predict: Callable, fetch: Callable, factor_indices: np.ndarray,
+        positions: np.ndarray, batch_size: int, acc: Accumulator, *, progress: bool = False,
+        desc: str = "evaluate") -> dict:
+  """The evaluation loop: every position once, in fixed-size batches, into ``acc``.
+
+  The last batch is padded with its first position and masked, so ``predict`` sees one
+  shape and never recompiles. The next batch is fetched in a thread while the current one
+  is predicted.
+
+  Args:
+    predict: ``batch -> [batch_size, num_factors]`` predicted normalised targets.
+    fetch: ``positions [batch_size] -> batch`` (whatever ``predict`` takes).
+    factor_indices: ``[n, num_factors]`` factor indices of every position.
+    positions: the positions to score.
+    batch_size: examples per batch.
+    acc: the accumulator to feed.
+    progress: show a progress bar.
+    desc: its label.
+
+  Returns:
+    ``acc.result()``.
+  """
+  positions = np.asarray(positions)
+  starts = range(0, len(positions), batch_size)
+
+  def padded(start):
+    idx = positions[start:start + batch_size]
+    mask = np.arange(batch_size) < len(idx)
+    return np.concatenate([idx, np.full(batch_size - len(idx), idx[0], idx.dtype)]), mask
+
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    pending = pool.submit(fetch, padded(starts[0])[0]) if len(starts) else None
+    for k in tqdm.tqdm(range(len(starts)), desc=desc, unit="batch", disable=not progress):
+      idx, mask = padded(starts[k])
+      batch = pending.result()
+      if k + 1 < len(starts):
+        pending = pool.submit(fetch, padded(starts[k + 1])[0])
+      acc.update(predict(batch), factor_indices[idx], mask)
+  return acc.result()
+
+
+def check_images(batch, spec: specs_lib.DatasetSpec) -> np.ndarray:
+  """Refuses images that would be scored wrongly, with the fix in the message.
+
+  Args:
+    batch: what the ``images`` source returned for a batch.
+    spec: the dataset.
+
+  Returns:
+    ``batch`` as a numpy uint8 array ``[batch, H, W, C]``.
+
+  Raises:
+    ValueError: wrong dtype or shape, or a binary image array stored as 0/1 (the official
+      dSprites ``imgs``), which would be scored as near-black images.
+  """
+  batch = np.asarray(batch)
+  want = spec.image_shape
+  if batch.dtype != np.uint8:
+    raise ValueError(f"images must be uint8 in 0..255, got {batch.dtype}; convert them, e.g. "
+                     f"(images * 255).astype(np.uint8) for floats in [0, 1].")
+  if batch.ndim == 3 and want[-1] == 1 and batch.shape[1:] == want[:2]:
+    raise ValueError(f"images of {spec.name} need a channel axis: got {batch.shape[1:]}, "
+                     f"expected {want}; pass images[..., None].")
+  if batch.shape[1:] != want:
+    raise ValueError(f"images of {spec.name} must have shape [batch, {', '.join(map(str, want))}]"
+                     f"; got {batch.shape}.")
+  if want[-1] == 1 and batch.max(initial=0) == 1:
+    raise ValueError(f"{spec.name} images hold only the values 0 and 1 (as the official "
+                     f"dSprites array does) and would be scored as near-black images; scale "
+                     f"them to 0/255 (images * 255) or read them with gsgen.datasets, which "
+                     f"does.")
+  return batch
 
 
 def evaluate_model(predict_fn: Callable[[np.ndarray], np.ndarray], dataset, split: str,
@@ -284,27 +379,26 @@ def evaluate_model(predict_fn: Callable[[np.ndarray], np.ndarray], dataset, spli
     ``rsquared_noncategorical`` and ``num_examples``; ``towards_mean``: per factor the ratio
     summary of `ratio_summary`, over the points where the factor is out of distribution
     (all test points for random and composition); for interpolation and extrapolation test
-    sets ``modularity``: per split factor the R² of that factor (``rsquared_ood``), the mean R²
-    of the other factors (``rsquared_id``) and all R² on its one-factor-OOD subset.
+    sets ``modularity``: per split factor, on its one-factor-OOD subset, the R² of that
+    factor (``rsquared_ood``), the mean R² of the other split factors
+    (``rsquared_id_split_factors``) and of all other factors (``rsquared_id_all_factors``),
+    and every factor's R².
+
+  Raises:
+    ValueError: images of the wrong dtype, shape or value range (see `check_images`).
   """
   spec = specs_lib.get(dataset)
   acc = Accumulator(spec, split, part)
   if indices is None:
     indices = (np.arange(spec.num_images) if part == "all"
                else splits_lib.indices(spec, split, part))
-  fetch = images if callable(images) else (lambda idx: images[idx])
-  grid = spec.all_factor_indices()
-  batches = range(0, len(indices), batch_size)
-  for start in tqdm.tqdm(batches, desc=f"eval {spec.name}/{split}/{part}", unit="batch",
-                         disable=not progress):
-    idx = indices[start:start + batch_size]
-    valid = len(idx)
-    # Pad with the batch's first index so shapes stay static; the mask drops the copies.
-    padded = np.concatenate([idx, np.full(batch_size - valid, idx[0], idx.dtype)])
-    batch = np.asarray(fetch(padded))
-    if batch.dtype != np.uint8:
-      raise ValueError(f"images must be uint8, got {batch.dtype}.")
-    preds = np.asarray(predict_fn(batch.astype(np.float32) / 255.0))
-    mask = np.arange(batch_size) < valid
-    acc.update(preds, grid[padded], mask)
-  return acc.result()
+  source = images if callable(images) else (lambda idx: images[idx])
+
+  def fetch(idx):
+    return check_images(source(idx), spec).astype(np.float32) / 255.0
+
+  def predict(batch):
+    return np.asarray(predict_fn(batch))
+
+  return run(predict, fetch, spec.all_factor_indices(), indices, batch_size, acc,
+             progress=progress, desc=f"eval {spec.name}/{split}/{part}")

@@ -7,8 +7,7 @@ Synopsis::
   mesh = sharding.make_mesh()
   batches = input_pipeline.TrainBatches(source, global_batch_size=64, seed=0, mesh=mesh)
   batch = batches.get(step=0)          # {"factor_indices": int32 [64, 5]} as global arrays
-  for batch, mask in input_pipeline.eval_batches(source, source.test_records, 256, mesh):
-    ...
+  batch = input_pipeline.eval_batch(source, "test", np.arange(256), mesh)
 
 Training batches hold train-split points only, in a seeded order that is a pure function of
 the step: epoch e visits the training records in permutation ``RandomState((seed, e))``, and
@@ -26,7 +25,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-from typing import Iterator
 
 import numpy as np
 
@@ -153,14 +151,17 @@ class TrainBatches:
   """Training batches by step, as global arrays sharded over the mesh's ``data`` axis."""
 
   def __init__(self, source: Source, global_batch_size: int, seed: int, mesh,
-               prefetch: int = 2):
+               prefetch: int = 2, sampler: str = "single"):
     """Args:
       source: from `make_source`.
       global_batch_size: examples per step over all devices.
       seed: the data order's seed.
       mesh: the device mesh.
       prefetch: host batches read ahead by a thread (stored sources only).
+      sampler: what an example is (`gsgen.learners.learner.SAMPLERS`).
     """
+    if sampler != "single":
+      raise ValueError(f"unknown sampler {sampler!r}; choose 'single'.")
     sharding.check_batch_size(global_batch_size, mesh)
     if len(source.train_records) == 0:
       raise ValueError(f"the {source.split} split of {source.spec.name} has no training "
@@ -193,46 +194,24 @@ class TrainBatches:
     return sharding.global_batch(self._pending.pop(step).result(), self.mesh)
 
 
-def eval_batches(source: Source, part: str, batch_size: int, mesh,
-                 records: np.ndarray | None = None) -> Iterator[tuple[dict, np.ndarray]]:
-  """Every example of a part, in fixed-size batches: the last one padded, with a mask.
+def eval_batch(source: Source, part: str, positions: np.ndarray, mesh) -> dict:
+  """The global evaluation batch of ``positions`` into a part; this process reads its rows.
 
   Args:
     source: from `make_source`.
     part: ``test`` or ``train``.
-    batch_size: global eval batch size (a multiple of the device count).
+    positions: ``[batch]`` positions into the part's records.
     mesh: the device mesh.
-    records: optional positions into the part (default: all of it, in order).
 
-  Yields:
-    ``(batch, mask)``: ``batch`` as in `TrainBatches` (global arrays); ``mask`` a numpy
-    boolean ``[batch_size]`` that is False on padding rows. The factor indices of all rows
-    are in ``batch["factor_indices"]``.
+  Returns:
+    ``{"factor_indices": int32 [batch, F]}`` plus ``"image"`` (uint8) for stored sources, as
+    global arrays sharded over the mesh.
   """
-  sharding.check_batch_size(batch_size, mesh)
   factors = source.test_factors if part == "test" else source.train_factors
   ids = source.test_records if part == "test" else source.train_records
   images = source.test_images if part == "test" else source.train_images
-  positions = np.arange(len(ids)) if records is None else np.asarray(records)
-  rows = sharding.process_rows(batch_size)
-  pool = concurrent.futures.ThreadPoolExecutor(1) if images is not None else None
-
-  def host(start):
-    pos = positions[start:start + batch_size]
-    mask = np.arange(batch_size) < len(pos)
-    pos = np.concatenate([pos, np.full(batch_size - len(pos), pos[0])])[rows]
-    batch = {"factor_indices": factors[pos].astype(np.int32)}
-    if images is not None:
-      batch["image"] = images[ids[pos]]
-    return batch, mask
-
-  starts = range(0, len(positions), batch_size)
-  pending = pool.submit(host, starts[0]) if pool and len(starts) else None
-  for k, start in enumerate(starts):
-    if pool:
-      batch, mask = pending.result()
-      if k + 1 < len(starts):
-        pending = pool.submit(host, starts[k + 1])
-    else:
-      batch, mask = host(start)
-    yield sharding.global_batch(batch, mesh), mask
+  pos = np.asarray(positions)[sharding.process_rows(len(positions))]
+  batch = {"factor_indices": factors[pos].astype(np.int32)}
+  if images is not None:
+    batch["image"] = images[ids[pos]]
+  return sharding.global_batch(batch, mesh)

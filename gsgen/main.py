@@ -3,12 +3,15 @@
 Synopsis::
 
   python -m gsgen.main \
-    --config=experiments/configs/benchmark.py:dataset=dsprites,split=extrapolation,model=cnn,preset=cpu \
-    --workdir=workdirs/dsprites_extrapolation_cnn_0
+    --config=benchmark:dataset=dsprites,split=extrapolation,model=cnn,preset=cpu \
+    --workdir=workdirs/dsprites_extrapolation_cnn_0 --config.train.steps=500
 
-Fields of the config can be overridden (``--config.train.steps=500``). Rerunning with the
-same workdir resumes. All absl flags of gsgen are defined here.
+``--config`` takes a packaged config by its short name (`gsgen.configs`) or the path of any
+config file, each optionally followed by ``:`` and its argument; ``--help`` lists every
+config field. Rerunning with the same workdir resumes. All absl flags of gsgen are defined here.
 """
+
+import sys
 
 from absl import app
 from absl import flags
@@ -17,17 +20,36 @@ from ml_collections import config_flags
 
 import jax
 
+from gsgen import configs
+from gsgen import report
 from gsgen import train
+from gsgen.configs import benchmark
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file, e.g. experiments/configs/benchmark.py:dataset=dsprites.",
-    lock_config=True)
+    "config", None,
+    "Config: a packaged config's short name or a config file, then ':' and its argument, "
+    "e.g. benchmark:dataset=mpi3d,split=random,model=cnn,preset=cpu. Argument keys: "
+    f"{', '.join(benchmark.DEFAULTS)}; presets: {', '.join(benchmark.PRESETS)}. Fields "
+    "(override with --config.<field>=value; defaults of preset=cpu, model=cnn):\n"
+    + benchmark.describe(), lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.")
 _STOP_AFTER = flags.DEFINE_integer(
     "stop_after_step", None, "Checkpoint and exit at this step (rerun to continue).")
 _DISTRIBUTED = flags.DEFINE_bool(
     "jax_distributed", False, "Call jax.distributed.initialize() first (multi-host runs).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def resolve_config_flag(argv: list[str]) -> list[str]:
+  """Rewrites ``--config=NAME[:arg]`` with a packaged config's short name to its file path."""
+  out = []
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      arg = "--config=" + configs.resolve(arg[len("--config="):])
+    elif i and argv[i - 1] == "--config":
+      arg = configs.resolve(arg)
+    out.append(arg)
+  return out
 
 
 def main(argv):
@@ -44,9 +66,15 @@ def main(argv):
   if results is None:
     print(f"stopped at step {_STOP_AFTER.value}; rerun with the same --workdir to continue.")
   elif jax.process_index() == 0:
-    print(train.format_table(results))
+    print(report.format_table(results))
     print(f"results: {_WORKDIR.value}/results.json")
 
 
-if __name__ == "__main__":
+def run():
+  """The console entry: resolves short config names, then runs `main` under absl."""
+  sys.argv = resolve_config_flag(sys.argv)
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

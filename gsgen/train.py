@@ -1,20 +1,19 @@
-"""Trains a factor regressor on a split's train part and scores it on the test part.
+"""The one training engine: every learner and stage of a run, then the test-split scores.
 
 Synopsis::
 
   from gsgen import train
-  from experiments.configs import benchmark
+  from gsgen.configs import benchmark
   config = benchmark.get_config("dataset=dsprites,split=random,model=cnn,preset=cpu")
   results = train.train_and_evaluate(config, "/tmp/gsgen_run")
   results["test"]["rsquared_x_position"]
 
-The model is split once into a graph definition and a state; a pure step over (state, batch)
-is jitted over a device mesh with the state replicated and the batch sharded on the ``data``
-axis (see `gsgen.sharding`), and its input state is donated. Rerunning with the same workdir
-resumes from the newest checkpoint; the data order is a function of the step, so the resumed
-run sees the batches an uninterrupted run sees. The workdir receives ``metrics.jsonl`` (one
-line per logged step), TensorBoard events under ``tensorboard/``, ``checkpoints/`` and, at
-the end, ``results.json`` (every metric of SPEC section 4 and the run's identity).
+A learner (`gsgen.learners`) says what to optimise; this module does the rest the same way for
+all of them: a pure step over (state, batch, step) jitted over the device mesh with the state
+donated, the step number folded into the run's key, orbax checkpoints and a metric log, the
+stages one after the other with global step numbers, and the final evaluation. Everything
+that decides the next batch or random draw is a function of the step, so a rerun in the same
+workdir resumes exactly where the last one stopped.
 """
 
 from __future__ import annotations
@@ -33,90 +32,119 @@ from flax import nnx
 
 from gsgen import checkpoint as checkpoint_lib
 from gsgen import evaluate
+from gsgen import init as init_lib
 from gsgen import input_pipeline
+from gsgen import learners
+from gsgen import metric_log
 from gsgen import models
+from gsgen import optim
 from gsgen import sharding
 from gsgen import splits as splits_lib
-
-OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd}
-
-
-def mse_loss(predictions, targets):
-  """Mean squared error over the batch and all factors (normalised targets)."""
-  return jnp.mean((predictions - targets) ** 2)
+from gsgen.learners import learner as learner_lib
 
 
-def make_optimizer(train_config) -> optax.GradientTransformation:
-  """The optax optimizer named by ``train_config.optimizer`` at ``learning_rate``."""
-  name = train_config.optimizer
-  if name not in OPTIMIZERS:
-    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}.")
-  return OPTIMIZERS[name](train_config.learning_rate)
+def prepare_batch(batch: dict, spec, render) -> dict:
+  """What a learner's loss sees: float images in [0, 1], factor indices and targets.
 
-
-def _images(batch, render):
-  """Float images in [0, 1]: stored images, or rendered from factor indices on device."""
-  if "image" in batch:
-    return batch["image"].astype(jnp.float32) / 255.0
-  return render(batch["factor_indices"]).astype(jnp.float32) / 255.0
-
-
-def make_steps(graphdef, spec, render, mesh):
-  """The jitted train step and prediction function of a run.
-
-  Returns:
-    ``(train_step, predict)``: ``train_step(state, batch) -> (state, metrics)`` with the
-    state donated; ``predict(state, batch) -> [batch, num_factors]`` in inference mode.
+  Procedural batches carry only factor indices (``[B, F]`` or pairs ``[B, 2, F]``) and are
+  rendered here, inside the jitted step, on the device that trains.
   """
-  replicated = sharding.replicated(mesh)
+  idx = batch["factor_indices"]
+  if "image" in batch:
+    images = batch["image"]
+  else:
+    flat = render(idx.reshape(-1, idx.shape[-1]))
+    images = flat.reshape(idx.shape[:-1] + flat.shape[1:])
+  return {"image": images.astype(jnp.float32) / 255.0, "factor_indices": idx,
+          "targets": spec.targets(idx)}
 
-  def train_step(state, batch):
+
+def make_train_step(graphdef, stage: learner_lib.Stage, spec, render, mesh, key):
+  """The jitted step of a stage: ``(state, batch, step) -> (state, metrics)``, state donated.
+
+  ``metrics`` holds the loss, the learner's own terms, the norm of the gradient of the
+  trainable parameters and the norm of all parameters after the update.
+  """
+  wrt = optim.trainable(stage.optim)
+
+  def train_step(state, batch, step):
     model, optimizer = nnx.merge(graphdef, state)
     model.train()
-    images = _images(batch, render)
-    targets = spec.targets(batch["factor_indices"])
+    batch = prepare_batch(batch, spec, render)
+    rng = jax.random.fold_in(key, step)
 
     def loss_fn(model):
-      return mse_loss(model(images), targets)
+      return stage.learner.loss(model, batch, rng)
 
-    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    (loss, aux), grads = nnx.value_and_grad(
+        loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)
     optimizer.update(model, grads)
-    return nnx.state((model, optimizer)), {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+    metrics = {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads),
+               "param_norm": optax.tree.norm(nnx.state(model, nnx.Param))}
+    return nnx.state((model, optimizer)), metrics
+
+  replicated = sharding.replicated(mesh)
+  return jax.jit(train_step, donate_argnums=0, out_shardings=(replicated, replicated))
+
+
+def make_predict(graphdef, learner: learner_lib.Learner, spec, render):
+  """The jitted ``(state, batch) -> normalised targets`` of a learner, in inference mode."""
 
   def predict(state, batch):
     model, _ = nnx.merge(graphdef, state)
     model.eval()
-    return model(_images(batch, render))
+    return learner.predict(model, prepare_batch(batch, spec, render)["image"])
 
-  train_step = jax.jit(train_step, donate_argnums=0, out_shardings=(replicated, replicated))
-  return train_step, jax.jit(predict)
+  return jax.jit(predict)
 
 
-def create_state(config, spec, mesh):
-  """Builds the model and optimizer; returns ``(graphdef, replicated state)``."""
-  model = models.create(config.model, spec.num_factors, in_channels=spec.image_shape[-1],
-                        rngs=nnx.Rngs(config.seed))
-  optimizer = nnx.Optimizer(model, make_optimizer(config.train), wrt=nnx.Param)
+def create_state(config, stage: learner_lib.Stage, spec, mesh, rngs: nnx.Rngs,
+                 previous: nnx.Module | None = None):
+  """A stage's fresh model and optimizer, with what carries over from ``previous``.
+
+  Returns:
+    ``(graphdef, replicated state, init record)``; the record says what ``config.init_from``
+    loaded (first stage only).
+  """
+  model = stage.learner.build(config, spec, rngs)
+  record = {}
+  if previous is None:
+    record = init_lib.apply(model, config.init_from, config.model)
+  elif stage.carry is not None:
+    stage.carry(model, previous)
+  optimizer = nnx.Optimizer(model, optim.build(stage.optim, stage.steps),
+                            wrt=optim.trainable(stage.optim))
   graphdef, state = nnx.split((model, optimizer))
-  return graphdef, sharding.replicate(state, mesh)
+  return graphdef, sharding.replicate(state, mesh), record
 
 
 def identity(config, source) -> dict:
-  """What every result names: dataset, data source, split, model and seed."""
+  """What every result names: dataset, data source, split, model, learner and seed."""
   return {"dataset": source.spec.name, "data_source": source.data_source,
           "source": source.name, "split": source.split, "model": config.model,
-          "seed": config.seed, "grid": list(source.spec.sizes)}
+          "learner": config.learner, "seed": config.seed, "grid": list(source.spec.sizes)}
+
+
+def _saved(state) -> dict:
+  pure = nnx.to_pure_dict(state)
+  return {"model": pure[0], "opt": pure[1]}
+
+
+def _restore(ckpt, step, state):
+  pure, _ = ckpt.restore(step, like=_saved(state))
+  nnx.replace_by_pure_dict(state, {0: pure["model"], 1: pure["opt"]})
+  return state
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        stop_after_step: int | None = None) -> dict | None:
-  """Trains ``config.model`` on the train part of ``config.split`` and scores the test part.
+  """Trains the stages of ``config.learner`` on the train part and scores the test part.
 
   Args:
-    config: a config from ``experiments/configs/benchmark.py``.
+    config: a config from `gsgen.configs` (every field set).
     workdir: where checkpoints, metrics and results go; an existing run there resumes.
-    stop_after_step: save a checkpoint and return None once this step is reached, before
-      the end (for time-limited jobs; rerun to continue).
+    stop_after_step: save a checkpoint and return None once this global step is reached,
+      before the end (for time-limited jobs; rerun to continue).
 
   Returns:
     The results dict also written to ``workdir/results.json``, or None when stopped early.
@@ -125,74 +153,124 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     FloatingPointError: the loss became NaN or infinite; the message names the step.
     ValueError: bad names in the config, or a workdir holding a different run.
   """
-  os.makedirs(workdir, exist_ok=True)
   splits_lib.check_split(config.split)
+  learner = learners.get(config.learner)
+  stages = learner_lib.stages(learner, config)
+  if stages[-1].learner.predict is None:
+    raise ValueError(f"the last stage ({stages[-1].name}) of learner {learner.name!r} does not "
+                     f"predict factors; add a readout stage.")
   source = input_pipeline.make_source(
-      config.dataset, config.split, config.source, data_dir=config.data_dir or None,
-      grid_sizes=tuple(config.grid) if config.get("grid") else None,
-      from_disk=config.get("from_disk", False))
+      config.dataset, config.split, config.data.source,
+      data_dir=config.data.data_dir or None, grid_sizes=tuple(config.data.grid) or None)
   spec, run_id = source.spec, identity(config, source)
   mesh = sharding.make_mesh()
-  graphdef, state = create_state(config, spec, mesh)
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      json.dump(config.to_dict(), f, indent=1)
   render = None
   if source.renders_on_device:
     from gsgen.datasets import procedural  # pylint: disable=g-import-not-at-top
     render = procedural.renderer(spec)
-  train_step, predict = make_steps(graphdef, spec, render, mesh)
 
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                      config.train.checkpoint_every)
   start = ckpt.latest_step() or 0
-  if start:
-    meta = ckpt.read_meta(start)
-    if meta["identity"] != run_id:
-      raise ValueError(f"{workdir} holds a run of {meta['identity']}, not {run_id}; use "
-                       f"another workdir.")
-    pure, _ = ckpt.restore(start, like=nnx.to_pure_dict(state))
-    nnx.replace_by_pure_dict(state, pure)
-  total = config.train.steps
+  if start and ckpt.read_meta(start)["identity"] != run_id:
+    raise ValueError(f"{workdir} holds a run of {ckpt.read_meta(start)['identity']}, not "
+                     f"{run_id}; use another workdir.")
+  log = metric_log.MetricLog(workdir, start)
+  bounds = np.cumsum([0] + [s.steps for s in stages]).tolist()
+  total = bounds[-1]
   last = total if stop_after_step is None else min(total, stop_after_step)
-  log = _MetricLog(workdir, start)
-  batches = input_pipeline.TrainBatches(source, config.train.batch_size, config.seed, mesh)
+  key = jax.random.key(config.seed)
+  previous, init_record = None, {}
+  for k, stage in enumerate(stages):
+    first, end = bounds[k], bounds[k + 1]
+    if start > end:
+      continue  # a later stage's checkpoint holds everything needed
+    rngs = nnx.Rngs(config.seed if k == 0 else jax.random.fold_in(key, 1 << 20 | k))
+    graphdef, state, record = create_state(config, stage, spec, mesh, rngs,
+                                           previous if start <= first else None)
+    if k == 0:
+      init_record = record
+    if start > first:
+      found = ckpt.read_meta(start).get("stage")
+      if found != stage.name:
+        raise ValueError(f"{workdir}: the checkpoint at step {start} is of stage {found!r}, "
+                         f"not {stage.name!r}; the run's stages changed. Use another workdir.")
+      state = _restore(ckpt, start, state)
+    state = _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, log,
+                       run_id, steps=(max(start, first), min(end, last)), offset=first,
+                       key=jax.random.fold_in(key, k))
+    if last < end:
+      ckpt.close()
+      log.close()
+      return None
+    previous = nnx.merge(graphdef, state)[0]
 
-  pending, tick, tick_step = [], time.perf_counter(), start
-  bar = tqdm.tqdm(total=total, initial=start, unit="step", dynamic_ncols=True,
-                  desc=f"{spec.name}/{config.split}/{config.model}/seed{config.seed}",
-                  disable=not config.get("progress", True) or jax.process_index() != 0)
-  for step in range(start + 1, last + 1):
-    state, metrics = train_step(state, batches.get(step - 1))
-    pending.append((step, metrics))
-    bar.update(1)
-    if step % config.train.log_every == 0 or step == last or ckpt.should_save(step):
-      fetched = _check_finite(jax.device_get(pending))
-      now = time.perf_counter()
-      rate = (step - tick_step) * config.train.batch_size / max(now - tick, 1e-9)
-      row = {"step": step, **{k: float(v) for k, v in fetched[-1][1].items()},
-             "images_per_second": rate}
-      log.write(row)
-      bar.set_postfix(loss=f"{row['loss']:.4g}", img_s=f"{rate:,.0f}")
-      pending, tick, tick_step = [], now, step
-    if ckpt.should_save(step) or step == last:
-      ckpt.save(step, nnx.to_pure_dict(state), {"step": step, "seed": config.seed,
-                                                "identity": run_id})
-  bar.close()
   ckpt.close()
-  if last < total:
-    log.close()
-    return None
-
-  result = _evaluate(config, source, state, predict, mesh)
-  results = {**run_id, "steps": total, "test": result,
+  predict = make_predict(graphdef, stages[-1].learner, spec, render)
+  test = _evaluate(config, source, lambda batch: predict(state, batch), mesh)
+  results = {**run_id, "steps": total, "stages": {s.name: s.steps for s in stages},
+             "test": test,
              "train": {"final_loss": log.last.get("loss"),
                        "images_per_second": log.last.get("images_per_second"),
-                       "num_params": models.num_params(nnx.merge(graphdef, state)[0]),
+                       "final_metrics": _final_metrics(log.rows, stages),
+                       "num_params": models.num_params(previous),
                        "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"},
+             "init_from": init_record,
              "config": config.to_dict()}
   log.close()
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(results, f, indent=1)
   return results
+
+
+def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, log, run_id, *,
+               steps, offset, key):
+  """Runs global steps ``steps[0] + 1 .. steps[1]`` of a stage; returns the state."""
+  begin, stop = steps
+  if begin >= stop:
+    return state
+  train_step = make_train_step(graphdef, stage, source.spec, render, mesh, key)
+  batch_size = config.train.batch_size
+  batches = input_pipeline.TrainBatches(source, batch_size, config.seed, mesh,
+                                        sampler=stage.learner.sampler)
+  pending, tick, tick_step = [], time.perf_counter(), begin
+  bar = tqdm.tqdm(total=stop - offset, initial=begin - offset, unit="step", dynamic_ncols=True,
+                  desc=f"{source.spec.name}/{config.split}/{config.model}/{stage.name}/"
+                       f"seed{config.seed}",
+                  disable=not config.progress or jax.process_index() != 0)
+  for step in range(begin + 1, stop + 1):
+    local = step - offset  # the stage's own step count: its data order and key
+    state, metrics = train_step(state, batches.get(local - 1), jnp.int32(local))
+    pending.append((step, metrics))
+    bar.update(1)
+    if step % config.train.log_every == 0 or step == stop or ckpt.should_save(step):
+      fetched = _check_finite(jax.device_get(pending))
+      now = time.perf_counter()
+      rate = (step - tick_step) * batch_size / max(now - tick, 1e-9)
+      row = {"step": step, "stage": stage.name,
+             **{k: float(v) for k, v in fetched[-1][1].items()}, "images_per_second": rate}
+      log.write(row)
+      bar.set_postfix(loss=f"{row['loss']:.4g}", img_s=f"{rate:,.0f}")
+      pending, tick, tick_step = [], now, step
+    if ckpt.should_save(step) or step == stop:
+      ckpt.save(step, _saved(state), {"step": step, "seed": config.seed,
+                                      "identity": run_id, "stage": stage.name})
+  bar.close()
+  return state
+
+
+def _final_metrics(rows: list[dict], stages) -> dict:
+  """The last logged metrics of every stage (the learner's loss terms among them)."""
+  out = {}
+  for row in rows:
+    if row.get("stage") in {s.name for s in stages}:
+      out[row["stage"]] = {k: v for k, v in row.items() if k not in ("stage",)}
+  return out
 
 
 def _check_finite(fetched):
@@ -205,74 +283,28 @@ def _check_finite(fetched):
   return fetched
 
 
-def _evaluate(config, source, state, predict, mesh) -> dict:
+def _evaluate(config, source, predict, mesh) -> dict:
   """Scores the test part (a seeded subset if ``config.eval.max_examples`` is set)."""
   n = len(source.test_records)
-  records = None
+  positions = np.arange(n)
   if config.eval.max_examples and config.eval.max_examples < n:
     rng = np.random.RandomState(config.seed)
-    records = np.sort(rng.choice(n, config.eval.max_examples, replace=False))
-  acc = evaluate.Accumulator(source.spec, source.split, part="test")
-  total = n if records is None else len(records)
-  for batch, mask in tqdm.tqdm(
-      input_pipeline.eval_batches(source, "test", config.eval.batch_size, mesh, records),
-      total=-(-total // config.eval.batch_size), unit="batch", desc="evaluate test split",
-      disable=not config.get("progress", True) or jax.process_index() != 0):
-    acc.update(predict(state, batch), np.asarray(batch["factor_indices"]), mask)
-  result = acc.result()
-  result["evaluated"] = "all" if records is None else f"random subset of {total} of {n}"
+    positions = np.sort(rng.choice(n, config.eval.max_examples, replace=False))
+  benchmark_files = source.name.startswith("benchmark_")
+  acc = evaluate.Accumulator(
+      source.spec, source.split, part="test",
+      membership="given" if benchmark_files else "rules",
+      train_mean=(source.spec.targets(source.train_factors).astype(np.float64).mean(0)
+                  if benchmark_files else None))
+  sharding.check_batch_size(config.eval.batch_size, mesh)
+  result = evaluate.run(
+      predict, lambda pos: input_pipeline.eval_batch(source, "test", pos, mesh),
+      source.test_factors, positions, config.eval.batch_size, acc,
+      progress=config.progress and jax.process_index() == 0, desc="evaluate test split")
+  result["evaluated"] = ("all" if len(positions) == n
+                         else f"random subset of {len(positions)} of {n}")
+  if benchmark_files:
+    result["split_disagreements"] = int(
+        (~splits_lib.is_test(source.test_factors, source.spec, source.split)).sum()
+        + splits_lib.is_test(source.train_factors, source.spec, source.split).sum())
   return result
-
-
-class _MetricLog:
-  """metrics.jsonl plus TensorBoard events; on resume, drops lines past the checkpoint."""
-
-  def __init__(self, workdir: str, start_step: int):
-    self.path = os.path.join(workdir, "metrics.jsonl")
-    self.last: dict = {}
-    self._primary = jax.process_index() == 0
-    if not self._primary:
-      return
-    kept = []
-    if os.path.exists(self.path):
-      with open(self.path) as f:
-        kept = [line for line in f if json.loads(line)["step"] <= start_step]
-    with open(self.path, "w") as f:
-      f.writelines(kept)
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
-
-  def write(self, row: dict) -> None:
-    self.last = row
-    if not self._primary:
-      return
-    with open(self.path, "a") as f:
-      f.write(json.dumps(row) + "\n")
-    for key, value in row.items():
-      if key != "step":
-        self._tb.add_scalar(f"train/{key}", value, row["step"])
-
-  def close(self) -> None:
-    if self._primary:
-      self._tb.close()
-
-
-def format_table(results: dict) -> str:
-  """A per-factor R² table of a results dict, headed by the run's identity."""
-  test = results["test"]
-  names = [k[len("rsquared_"):] for k in test
-           if k.startswith("rsquared_") and k != "rsquared_noncategorical"]
-  head = (f"{results['dataset']} ({results['data_source']}), split {results['split']}, "
-          f"model {results['model']}, seed {results['seed']}, {results['steps']} steps, "
-          f"test examples {test['num_examples']:,} ({test['evaluated']})")
-  lines = [head, f"  {'factor':<18} {'R2':>8} {'MSE':>10}"]
-  for name in names:
-    lines.append(f"  {name:<18} {_fmt(test['rsquared_' + name]):>8} "
-                 f"{_fmt(test['mse_' + name], 5):>10}")
-  lines.append(f"  {'mean':<18} {_fmt(test['rsquared']):>8} {_fmt(test['mse'], 5):>10}")
-  lines.append(f"  {'non-categorical':<18} {_fmt(test['rsquared_noncategorical']):>8}")
-  return "\n".join(lines)
-
-
-def _fmt(x, digits=3) -> str:
-  return "n/a" if x is None else f"{x:.{digits}f}"

@@ -1,4 +1,4 @@
-"""Known-answer tests of the evaluator (SPEC section 4)."""
+"""Known-answer tests of the evaluator (the metrics of docs/metrics.md)."""
 
 import numpy as np
 import pytest
@@ -14,13 +14,14 @@ SMALL = specs.DSPRITES.subgrid((3, 3, 10, 9, 9))
 def _oracle(spec, transform=lambda t, idx: t):
   """A predict_fn that knows the truth: images carry their flat index in the pixels."""
   def images(flat):
-    out = np.zeros((len(flat), 4, 1, 1), np.uint8)
+    out = np.zeros((len(flat),) + spec.image_shape, np.uint8)
     for k in range(4):  # base-256 digits of the flat index
-      out[:, k, 0, 0] = (flat >> (8 * k)) & 255
+      out[:, 0, k, 0] = (flat >> (8 * k)) & 255
+    out[:, 1, 0, 0] = 255  # a lit pixel, as every dSprites image has
     return out
 
   def predict(x):
-    digits = np.round(x[:, :, 0, 0] * 255).astype(np.int64)
+    digits = np.round(x[:, 0, :4, 0] * 255).astype(np.int64)
     flat = (digits << (8 * np.arange(4))).sum(1)
     idx = spec.factor_indices(flat)
     return transform(spec.targets(idx), idx)
@@ -163,11 +164,20 @@ def test_modularity_separates_the_ood_factor():
   subsets = splits.one_factor_ood(SMALL, "extrapolation")
   for name, m in mod.items():
     assert m["num_examples"] == subsets[name].sum()
-  assert mod["x_position"]["rsquared_id"] == pytest.approx(1.0, abs=1e-6)
+  # The old single key meant the mean over all other factors; now both are named.
+  assert mod["x_position"]["rsquared_id_all_factors"] == pytest.approx(1.0, abs=1e-6)
+  assert mod["x_position"]["rsquared_id_split_factors"] == pytest.approx(1.0, abs=1e-6)
   assert mod["x_position"]["rsquared_ood"] < 0
   # On the scale subset, x_position is in distribution and still wrong.
   assert mod["scale"]["rsquared_ood"] == pytest.approx(1.0, abs=1e-6)
-  assert mod["scale"]["rsquared_id"] < 1.0
+  assert mod["scale"]["rsquared_id_all_factors"] < 1.0
+  # On the scale subset the split factors besides scale are orientation, x and y (not
+  # shape): x's R² enters a mean of three there, a mean of four over all other factors.
+  others = mod["scale"]["rsquared"]
+  assert mod["scale"]["rsquared_id_split_factors"] == pytest.approx(
+      np.mean([others[f] for f in ("orientation", "x_position", "y_position")]))
+  assert mod["scale"]["rsquared_id_all_factors"] == pytest.approx(
+      np.mean([others[f] for f in ("shape", "orientation", "x_position", "y_position")]))
   assert r["towards_mean"]["x_position"]["share_0_1"] == 1.0
 
 
@@ -222,3 +232,50 @@ def test_empty_training_set_is_refused():
   tiny = specs.DSPRITES.subgrid((3, 3, 3, 3, 3))
   with pytest.raises(ValueError, match="no training points"):
     evaluate.Accumulator(tiny, "composition")
+
+
+def test_towards_mean_reports_factors_whose_held_out_values_sit_at_the_mean():
+  # MPI3D interpolation holds out the middle camera height and background colour, which is
+  # exactly their training mean: every ratio is undefined there, and that must be reported.
+  spec = specs.MPI3D.subgrid((2, 2, 2, 3, 3, 4, 4))
+  predict, images = _oracle(spec)
+  r = evaluate.evaluate_model(predict, spec, "interpolation", images, progress=False)
+  for name in ("camera_height", "background_color"):
+    tm = r["towards_mean"][name]
+    assert tm["num_points"] == 0 and tm["median"] is None and tm["share_0_1"] is None
+    ood = splits.ood_factors(spec.all_factor_indices(), spec, "interpolation")
+    assert tm["num_undefined"] == ood[:, spec.factor_index(name)].sum() > 0
+
+
+def _dsprites_like(n, value):
+  out = np.zeros((n, 64, 64, 1), np.uint8)
+  out[:, 10:20, 10:20] = value
+  return out
+
+
+def test_bad_images_are_refused_with_the_fix():
+  predict, _ = _oracle(SMALL)
+  good = _dsprites_like(SMALL.num_images, 255)
+  cases = [
+      (good.astype(np.float32) / 255, "must be uint8"),
+      (good[..., 0], r"channel axis.*images\[\.\.\., None\]"),
+      (np.zeros((SMALL.num_images, 32, 32, 1), np.uint8), "must have shape"),
+      (_dsprites_like(SMALL.num_images, 1), "only the values 0 and 1.*images \\* 255"),
+  ]
+  for images, message in cases:
+    with pytest.raises(ValueError, match=message):
+      evaluate.evaluate_model(predict, SMALL, "random", images, progress=False)
+
+
+def test_given_membership_scores_every_record_with_the_given_train_mean():
+  idx = SMALL.factor_indices(np.arange(0, SMALL.num_images, 7))
+  truth = SMALL.targets(idx)
+  rules = evaluate.Accumulator(SMALL, "extrapolation")
+  given = evaluate.Accumulator(SMALL, "extrapolation", membership="given",
+                               train_mean=np.full(SMALL.num_factors, 0.25))
+  for acc in (rules, given):
+    acc.update(truth * 0.5, idx)
+  test = splits.is_test(idx, SMALL, "extrapolation")
+  assert rules.result()["num_examples"] == test.sum() < len(idx)
+  assert given.result()["num_examples"] == len(idx)
+  np.testing.assert_allclose(given.train_mean, 0.25)

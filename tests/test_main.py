@@ -37,7 +37,7 @@ HEAVY = {"resnet18", "resnet50", "resnet101", "bit_resnet50", "bit_resnet101", "
 def test_every_model_trains_and_scores_through_main(model, tmp_path, capsys, monkeypatch):
   assert jax.device_count() == 8
   dataset = "dsprites" if model != "mlp" else "mpi3d"
-  run_main([f"--config={ROOT}/experiments/configs/benchmark.py:dataset={dataset},"
+  run_main([f"--config={ROOT}/gsgen/configs/benchmark.py:dataset={dataset},"
             f"split=extrapolation,model={model},preset=smoke",
             "--config.train.steps=2", "--config.progress=False", f"--workdir={tmp_path}"],
            monkeypatch)
@@ -50,7 +50,7 @@ def test_every_model_trains_and_scores_through_main(model, tmp_path, capsys, mon
 
 
 def test_stop_after_step_then_resume(tmp_path, capsys, monkeypatch):
-  argv = [f"--config={ROOT}/experiments/configs/benchmark.py:dataset=shapes3d,preset=smoke",
+  argv = [f"--config={ROOT}/gsgen/configs/benchmark.py:dataset=shapes3d,preset=smoke",
           "--config.progress=False", f"--workdir={tmp_path}"]
   run_main(argv + ["--stop_after_step=2"], monkeypatch)
   assert "stopped at step 2" in capsys.readouterr().out

@@ -1,10 +1,8 @@
 """End-to-end training tests on 8 fake CPU devices (see conftest.py) and tiny grids."""
 
 import functools
-import importlib.util
 import json
 import os
-import pathlib
 
 import jax
 import numpy as np
@@ -12,20 +10,18 @@ import pytest
 from flax import nnx
 
 from gsgen import input_pipeline
+from gsgen import learners
 from gsgen import models
 from gsgen import sharding
+from gsgen import report
 from gsgen import train
+from gsgen.configs import benchmark
+from gsgen.learners import regression
 from gsgen.models import densenet
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIG_FILE = ROOT / "experiments" / "configs" / "benchmark.py"
 
 
 def get_config(arg):
-  spec = importlib.util.spec_from_file_location("benchmark_config", CONFIG_FILE)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg)
+  config = benchmark.get_config(arg)
   config.progress = False
   return config
 
@@ -52,7 +48,7 @@ def test_end_to_end_writes_results_with_every_metric(tmp_path):
   lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
   assert [json.loads(l)["step"] for l in lines] == [2, 4]
   assert any(p.name.startswith("events") for p in (tmp_path / "tensorboard").iterdir())
-  assert "x_position" in train.format_table(on_disk)
+  assert "x_position" in report.format_table(on_disk)
 
 
 @pytest.mark.parametrize("model", ["cnn", "small_densenet"])
@@ -65,18 +61,20 @@ def test_sharded_step_equals_single_device_step(model, monkeypatch):
   if model == "small_densenet":
     # Plain SGD: Adam's first step is about lr * sign(gradient), which turns summation-order
     # noise in one of this network's near-zero gradients into a full step of difference.
-    config.train.optimizer = "sgd"
-  source = input_pipeline.make_source("dsprites", "random", grid_sizes=tuple(config.grid))
+    config.optim.name = "sgd"
+  source = input_pipeline.make_source("dsprites", "random", grid_sizes=tuple(config.data.grid))
   from gsgen.datasets import procedural
   render = procedural.renderer(source.spec)
+  stage = learners.Stage("train", regression.LEARNER, 1, config.optim)
   outputs = []
   for devices in (jax.devices()[:1], jax.devices()):
     mesh = sharding.make_mesh(devices)
-    graphdef, state = train.create_state(config, source.spec, mesh)
-    step, _ = train.make_steps(graphdef, source.spec, render, mesh)
+    graphdef, state, _ = train.create_state(config, stage, source.spec, mesh, nnx.Rngs(0))
+    step = train.make_train_step(graphdef, stage, source.spec, render, mesh,
+                                 jax.random.key(0))
     batch = input_pipeline.TrainBatches(source, 64, seed=0, mesh=mesh).get(0)
     assert len(batch["factor_indices"].sharding.device_set) == len(devices)
-    state, metrics = step(state, batch)
+    state, metrics = step(state, batch, 1)
     outputs.append((float(metrics["loss"]), nnx.to_pure_dict(state)))
   (loss1, state1), (loss8, state8) = outputs
   assert loss8 == pytest.approx(loss1, rel=1e-5)
@@ -127,7 +125,7 @@ def test_a_workdir_of_another_run_is_refused(tmp_path):
 
 def test_non_finite_loss_names_the_step(tmp_path):
   config = get_config("dataset=dsprites,split=random,model=mlp,preset=smoke")
-  config.train.learning_rate = 1e30  # the first Adam update blows the weights up
+  config.optim.learning_rate = 1e30  # the first Adam update blows the weights up
   config.train.steps = 5
   with pytest.raises(FloatingPointError, match=r"non-finite loss .* at step 2"):
     train.train_and_evaluate(config, str(tmp_path))

@@ -37,7 +37,7 @@ PredictFn = Callable[[nnx.Module, jax.Array], jax.Array]
 
 # What the input pipeline draws per example: one grid point, or a pair inside the train
 # split (see `gsgen.input_pipeline`).
-SAMPLERS = ("single", "locatello", "laplace")
+SAMPLERS = ("single",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +54,8 @@ class Learner:
     sampler: one of `SAMPLERS`.
     stages: ``config -> tuple of Stage``; None means one stage, ``train``, of this learner
       for ``config.train.steps`` with ``config.optim``.
+    options: the learner's hyperparameters and their defaults; the config holds them as
+      ``config.learner_kwargs`` (so they are overridable and recorded with the results).
   """
   name: str
   build: BuildFn
@@ -61,6 +63,7 @@ class Learner:
   predict: PredictFn | None = None
   sampler: str = "single"
   stages: Callable[[ml_collections.ConfigDict], tuple["Stage", ...]] | None = None
+  options: dict = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if self.sampler not in SAMPLERS:

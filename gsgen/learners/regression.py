@@ -8,7 +8,7 @@ Synopsis::
   predictions = regression.predict(model, images)    # [batch, num_factors]
 
 The loss is the squared error averaged over the batch and over all factors, categorical ones
-included (SPEC 5.1).
+included, as in the published study.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ Modules with batch statistics switch with ``model.train()`` / ``model.eval()``.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Callable
 
 import jax
@@ -68,6 +70,25 @@ def create(name: str, num_outputs: int, *, in_channels: int, rngs: nnx.Rngs,
       raise ValueError(f"model {name!r} does not take option(s) {sorted(kwargs)} "
                        f"(config.model_kwargs): {e}") from e
     raise
+
+
+def options(name: str) -> dict:
+  """The keyword options of model ``name`` with their defaults (what ``model_kwargs`` holds).
+
+  Read off the constructor's signature, less what the table entry fixes (a
+  ``functools.partial``) and the arguments every model takes.
+  """
+  if name not in MODELS:
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}.")
+  ctor, fixed = MODELS[name], set()
+  while isinstance(ctor, functools.partial):
+    fixed |= set(ctor.keywords)
+    ctor = ctor.func
+  target = ctor.__init__ if isinstance(ctor, type) else ctor
+  kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+  return {k: p.default for k, p in inspect.signature(target).parameters.items()
+          if p.kind in kinds and p.default is not inspect.Parameter.empty
+          and k not in fixed | {"num_outputs", "in_channels", "rngs"}}
 
 
 def num_params(model: nnx.Module, kind=nnx.Param) -> int:

@@ -1,0 +1,150 @@
+r"""The benchmark's config: one dataset x split x model (or learner) x seed x data source.
+
+Launch (the README's quick start)::
+
+  python -m gsgen.main \
+    --config=benchmark:dataset=dsprites,split=extrapolation,model=cnn,preset=cpu \
+    --workdir=workdirs/dsprites_extrapolation_cnn_0
+
+The argument after the colon is ``key=value`` pairs: ``dataset``, ``split``, ``model``,
+``learner``, ``seed``, ``source`` and ``preset`` (`PRESETS`). Every field can then be
+overridden, e.g. ``--config.optim.learning_rate=3e-4``; ``python -m gsgen.main --help``
+lists them with their meaning (`FIELDS`).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from gsgen import models
+
+# Reduced grids of the smoke preset: a few hundred points, yet every split keeps train and
+# test points (composition needs one factor large enough for a low band).
+SMOKE_GRIDS = {"dsprites": (2, 2, 9, 9, 2), "shapes3d": (10, 2, 2, 2, 2, 2),
+               "mpi3d": (2, 2, 2, 2, 2, 7, 2)}
+
+DEFAULTS = {"dataset": "dsprites", "split": "extrapolation", "model": "cnn",
+            "learner": "regression", "seed": "0", "source": "procedural", "preset": "cpu"}
+
+PRESETS = {
+    # Minutes on a 2-core CPU; R² on a seeded subset of the test split.
+    "cpu": dict(steps=3000, learning_rate=1e-3, log_every=100, checkpoint_every=1000,
+                eval_batch_size=512, max_examples=20_000),
+    # The study's budget: Adam 1e-4, batch 64, the whole test split.
+    "paper": dict(steps=300_000, learning_rate=1e-4, log_every=1000, checkpoint_every=10_000,
+                  eval_batch_size=1024, max_examples=0),
+    # A few steps on a reduced grid, for tests.
+    "smoke": dict(steps=4, learning_rate=1e-3, log_every=2, checkpoint_every=2,
+                  eval_batch_size=64, max_examples=0),
+}
+
+# What each field means: `python -m gsgen.main --help` prints this.
+FIELDS = {
+    "dataset": "dsprites, shapes3d or mpi3d",
+    "split": "random, composition, interpolation or extrapolation",
+    "seed": "initialisation, data order and random draws of the run",
+    "preset": "the budget the config was built from (cpu, paper, smoke)",
+    "model": "model name (gsgen.models.MODELS); choose it in the config argument, so that "
+             "model_kwargs holds its options",
+    "model_kwargs": "the model constructor's options, with their defaults",
+    "learner": "training objective (gsgen.learners.LEARNERS)",
+    "learner_kwargs": "the learner's hyperparameters, with their defaults",
+    "init_from.workdir": "start from the final checkpoint of another run's workdir",
+    "init_from.weights": "start from a pretrained weight file (e.g. under data/weights)",
+    "init_from.include": "regex: parameters (slash-joined paths) to load",
+    "init_from.exclude": "regex: parameters not to load (e.g. a classifier head); empty: none",
+    "optim.name": "adam, adamw or sgd",
+    "optim.learning_rate": "peak learning rate",
+    "optim.schedule": "constant, warmup_cosine or step (x0.1 at optim.decay_at)",
+    "optim.warmup_steps": "linear warm-up from 0 (warmup_cosine, step)",
+    "optim.decay_at": "fractions of the steps where the step schedule multiplies by 0.1",
+    "optim.weight_decay": "decoupled weight decay (0: none)",
+    "optim.momentum": "SGD momentum",
+    "optim.trainable": "regex: parameters that train (e.g. 'head'); the rest stay frozen",
+    "data.source": "procedural (rendered in the step), procedural:stored, official, "
+                   "toy/realistic/real (MPI3D), benchmark_<split>",
+    "data.data_dir": "where prepared datasets are (empty: data/tfds)",
+    "data.grid": "a reduced grid, one size per factor (procedural; empty: the full grid)",
+    "train.steps": "training steps",
+    "train.batch_size": "global batch size (a multiple of the device count)",
+    "train.log_every": "steps between metric lines",
+    "train.checkpoint_every": "steps between checkpoints",
+    "eval.batch_size": "global evaluation batch size (a multiple of the device count)",
+    "eval.max_examples": "score a seeded random subset of this many test points (0: all)",
+    "progress": "show progress bars",
+}
+
+
+def parse(arg: str | None) -> dict[str, str]:
+  """``'dataset=mpi3d,seed=2'`` -> the defaults updated with those pairs."""
+  values = dict(DEFAULTS)
+  for pair in filter(None, (arg or "").split(",")):
+    key, sep, value = pair.partition("=")
+    if not sep or key not in DEFAULTS:
+      raise ValueError(f"bad config argument {pair!r}: expected key=value with key one of "
+                       f"{', '.join(DEFAULTS)}.")
+    values[key] = value
+  if values["preset"] not in PRESETS:
+    raise ValueError(f"unknown preset {values['preset']!r}; choose one of "
+                     f"{', '.join(PRESETS)}.")
+  try:
+    int(values["seed"])
+  except ValueError:
+    raise ValueError(f"seed must be an integer; got seed={values['seed']!r}.") from None
+  return values
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The config of ``arg`` (``key=value`` pairs, see `DEFAULTS`), every field set."""
+  values = parse(arg)
+  preset = PRESETS[values["preset"]]
+  config = ml_collections.ConfigDict()
+  config.dataset = values["dataset"]
+  config.split = values["split"]
+  config.seed = int(values["seed"])
+  config.preset = values["preset"]
+  config.model = values["model"]
+  config.model_kwargs = ml_collections.ConfigDict(
+      models.options(config.model) if config.model in models.MODELS else {})
+  config.learner = values["learner"]
+  config.learner_kwargs = ml_collections.ConfigDict(_learner_options(config.learner))
+
+  config.init_from = ml_collections.ConfigDict(
+      dict(workdir="", weights="", include=".*", exclude=""))
+  config.optim = ml_collections.ConfigDict(dict(
+      name="adam", learning_rate=preset["learning_rate"], schedule="constant", warmup_steps=0,
+      decay_at=(0.3, 0.6, 0.9), weight_decay=0.0, momentum=0.9, trainable=".*"))
+  config.data = ml_collections.ConfigDict(dict(
+      source=values["source"], data_dir="",
+      grid=SMOKE_GRIDS.get(config.dataset, ()) if values["preset"] == "smoke" else ()))
+  config.train = ml_collections.ConfigDict(dict(
+      steps=preset["steps"], batch_size=64, log_every=preset["log_every"],
+      checkpoint_every=preset["checkpoint_every"]))
+  config.eval = ml_collections.ConfigDict(dict(
+      batch_size=preset["eval_batch_size"], max_examples=preset["max_examples"]))
+  config.progress = True
+  return config
+
+
+def _learner_options(name: str) -> dict:
+  from gsgen import learners  # pylint: disable=g-import-not-at-top
+  return dict(learners.LEARNERS[name].options) if name in learners.LEARNERS else {}
+
+
+def describe(config: ml_collections.ConfigDict | None = None) -> str:
+  """Every field of ``config`` (default: ``get_config()``) with its value and meaning."""
+  config = get_config() if config is None else config
+  lines = []
+
+  def walk(node, prefix):
+    for key in node.keys():
+      value, name = node[key], prefix + key
+      if isinstance(value, ml_collections.ConfigDict):
+        if name in FIELDS:
+          lines.append(f"  --config.{name}.*: {FIELDS[name]}")
+        walk(value, name + ".")
+        continue
+      lines.append(f"  --config.{name}={value!r}: {FIELDS.get(name, '')}".rstrip(": "))
+
+  walk(config, "")
+  return "\n".join(lines)
