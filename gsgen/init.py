@@ -66,9 +66,9 @@ def copy_into(model: nnx.Module, arrays: dict[str, np.ndarray], *, include: str 
   chosen = {p: v for p, v in flat_variables(model).items()
             if inc.search(p) and not (exc and exc.search(p))}
   missing = sorted(p for p in chosen if p not in arrays)
-  wrong = sorted(f"{p} {tuple(np.shape(arrays[p]))} (model: {tuple(v.value.shape)})"
+  wrong = sorted(f"{p} {tuple(np.shape(arrays[p]))} (model: {tuple(v.get_value().shape)})"
                  for p, v in chosen.items()
-                 if p in arrays and tuple(np.shape(arrays[p])) != tuple(v.value.shape))
+                 if p in arrays and tuple(np.shape(arrays[p])) != tuple(v.get_value().shape))
   if missing or wrong:
     raise ValueError(
         f"cannot initialise from {source}: " + "; ".join(filter(None, [
@@ -77,7 +77,7 @@ def copy_into(model: nnx.Module, arrays: dict[str, np.ndarray], *, include: str 
             f"{len(wrong)} of another shape ({', '.join(wrong[:5])})" if wrong else ""]))
         + ". Set config.init_from.include/exclude to choose what to load.")
   for p, var in chosen.items():
-    var.value = jax.numpy.asarray(arrays[p], var.value.dtype)
+    var.set_value(jax.numpy.asarray(arrays[p], var.get_value().dtype))
   return sorted(chosen)
 
 

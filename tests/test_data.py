@@ -1,0 +1,81 @@
+"""The one-call split data for a user's own loop, and runs on the published split files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from gsgen import data
+from gsgen import specs
+from gsgen import splits
+from gsgen import train
+from gsgen.configs import benchmark
+from gsgen.datasets import prepare
+from gsgen.datasets import procedural
+
+GRID = (2, 3, 6, 5, 5)
+
+
+def test_split_parts_match_the_split_masks():
+  train_part, test_part = data.split_data("dsprites", "extrapolation", grid_sizes=GRID)
+  spec = specs.DSPRITES.subgrid(GRID)
+  train_mask, test_mask = splits.masks(spec, "extrapolation")
+  assert len(train_part) == train_mask.sum() and len(test_part) == test_mask.sum()
+  np.testing.assert_array_equal(spec.flat_index(train_part.factor_indices),
+                                np.flatnonzero(train_mask))
+  np.testing.assert_array_equal(spec.flat_index(test_part.factor_indices),
+                                np.flatnonzero(test_mask))
+  np.testing.assert_allclose(test_part.targets, spec.targets(test_part.factor_indices))
+
+
+def test_items_and_batches_are_the_rendered_images():
+  train_part, _ = data.split_data("dsprites", "random", grid_sizes=GRID)
+  spec = train_part.spec
+  pick = np.array([0, 7, len(train_part) - 1])
+  images, targets = train_part.batch(pick)
+  expected = procedural.render_numpy(spec, factor_indices=train_part.factor_indices[pick])
+  np.testing.assert_array_equal(images, expected.astype(np.float32) / 255)
+  np.testing.assert_array_equal(targets, train_part.targets[pick])
+  image, target = train_part[7]
+  np.testing.assert_array_equal(image, images[1])
+  items = train_part.__getitems__(pick.tolist())  # PyTorch's batched fetch
+  assert len(items) == 3 and items[2][0].shape == (64, 64, 1)
+  with pytest.raises(IndexError, match="out of range"):
+    train_part.batch([len(train_part)])
+
+
+def test_channels_first_for_pytorch():
+  train_part, _ = data.split_data("shapes3d", "composition", grid_sizes=(10, 2, 2, 2, 2, 2),
+                                  channels_first=True)
+  image, target = train_part[0]
+  assert image.shape == (3, 64, 64) and image.dtype == np.float32 and target.shape == (6,)
+
+
+def test_benchmark_files_are_scored_as_they_are_with_disagreements_counted(tmp_path):
+  """Published split files whose test part also holds some of the rules' train points."""
+  grid = specs.SHAPES3D.subgrid((4, 4, 3, 3, 2, 3))
+  official_dir, data_dir = tmp_path / "official", tmp_path / "tfds"
+  official_dir.mkdir()
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (grid.num_images,) + grid.image_shape, np.uint8)
+  rule_train = splits.indices(grid, "extrapolation", "train")
+  moved = rule_train[:5]  # rule-train points the files put in their test part
+  parts = {"train": rule_train[5:],
+           "test": np.concatenate([splits.indices(grid, "extrapolation", "test"), moved])}
+  for part, flat in parts.items():
+    np.savez(official_dir / f"shapes3d_extrapolation_{part}_images.npz",
+             images[flat].transpose(0, 3, 1, 2))
+    np.savez(official_dir / f"shapes3d_extrapolation_{part}_labels.npz",
+             grid.factor_indices(flat))
+  prepare.prepare("shapes3d", "benchmark_extrapolation", data_dir, official_dir,
+                  grid_sizes=grid.sizes)
+  config = benchmark.get_config("dataset=shapes3d,split=extrapolation,preset=smoke,"
+                                "source=benchmark_extrapolation")
+  config.data.data_dir = str(data_dir)
+  config.progress = False
+  train.train_and_evaluate(config, str(tmp_path / "run"))
+  results = json.loads((tmp_path / "run" / "results.json").read_text())
+  assert results["test"]["num_examples"] == len(parts["test"])
+  assert results["test"]["split_disagreements"] == len(moved)
+  assert results["data_source"] == "official"
+  assert results["source"] == "benchmark_extrapolation"

@@ -1,0 +1,105 @@
+"""Starting points: another run's checkpoint, a weight file, and a finished run in Python."""
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from gsgen import evaluate
+from gsgen import init
+from gsgen import models
+from gsgen import runs
+from gsgen import splits
+from gsgen import train
+from gsgen.configs import benchmark
+from gsgen.datasets import procedural
+
+
+def get_config(arg="dataset=dsprites,split=extrapolation,model=cnn,preset=smoke"):
+  config = benchmark.get_config(arg)
+  config.progress = False
+  return config
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("finished")
+  return str(workdir), train.train_and_evaluate(get_config(), str(workdir))
+
+
+def test_init_from_a_workdir_reproduces_its_test_scores_exactly(finished, tmp_path):
+  workdir, results = finished
+  config = get_config()
+  config.init_from.workdir = workdir
+  config.train.steps = 0  # evaluate the loaded state as it is
+  again = train.train_and_evaluate(config, str(tmp_path))
+  assert again["test"] == results["test"]
+  assert again["init_from"]["variables"] == 12  # 5 convolutions and the head, kernel + bias
+
+
+def test_exclude_keeps_the_fresh_head(finished):
+  workdir, _ = finished
+  model = models.create("cnn", 5, in_channels=1, rngs=nnx.Rngs(7))
+  fresh_head = np.asarray(model.head.kernel[...])
+  loaded = init.from_workdir(model, workdir, exclude="^head/")
+  assert "head/kernel" not in loaded and "convs/0/kernel" in loaded
+  np.testing.assert_array_equal(model.head.kernel[...], fresh_head)
+  arrays, _ = init.run_variables(workdir)
+  np.testing.assert_array_equal(model.convs[0].kernel[...], arrays["convs/0/kernel"])
+
+
+def test_a_model_that_does_not_fit_is_refused_naming_the_variables(finished):
+  workdir, _ = finished
+  model = models.create("mlp", 5, in_channels=1, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match=r"variables missing there \(layers/0/bias"):
+    init.from_workdir(model, workdir)
+  wide = models.create("cnn", 5, in_channels=1, rngs=nnx.Rngs(0), features=128)
+  with pytest.raises(ValueError, match=r"of another shape \(head/kernel \(256, 5\)"):
+    init.from_workdir(wide, workdir)
+
+
+def test_a_workdir_without_a_run_is_refused(tmp_path):
+  with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+    init.from_workdir(models.create("cnn", 5, in_channels=1, rngs=nnx.Rngs(0)), str(tmp_path))
+
+
+def test_weights_through_a_parameter_map(tmp_path, monkeypatch):
+  names = {"features.0.weight": ("convs", 0, "kernel"), "features.0.bias": ("convs", 0, "bias")}
+  monkeypatch.setitem(init.WEIGHT_MAPS, "cnn",
+                      (lambda: names, lambda a: np.transpose(a, (2, 3, 1, 0)) if a.ndim == 4
+                       else a))
+  rng = np.random.default_rng(0)
+  weight = rng.normal(size=(32, 1, 4, 4)).astype(np.float32)  # PyTorch's OIHW
+  path = tmp_path / "cnn.npz"
+  np.savez(path, **{"features.0.weight": weight, "features.0.bias": np.ones(32, np.float32),
+                    "classifier.weight": np.zeros((5, 256), np.float32)})
+  model = models.create("cnn", 5, in_channels=1, rngs=nnx.Rngs(0))
+  assert init.from_weights(model, str(path), "cnn") == ["convs/0/bias", "convs/0/kernel"]
+  np.testing.assert_array_equal(model.convs[0].kernel[...], weight.transpose(2, 3, 1, 0))
+  np.save(tmp_path / "x.npy", weight)
+  np.savez(tmp_path / "short.npz", **{"features.0.weight": weight})
+  with pytest.raises(ValueError, match=r"short.npz: not a cnn weight file: 1 expected "
+                                       r"tensors missing \(features.0.bias\)"):
+    init.from_weights(model, str(tmp_path / "short.npz"), "cnn")
+  with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+    init.from_weights(model, str(tmp_path / "absent.npz"), "cnn")
+  with pytest.raises(ValueError, match="no pretrained weights load into 'mlp'"):
+    init.from_weights(model, str(path), "mlp")
+
+
+def test_load_a_finished_run_and_score_it_on_another_split(finished):
+  workdir, results = finished
+  run = runs.load(workdir)
+  assert run.config.model == "cnn" and run.step == 4
+  spec = run.spec
+  images = lambda flat: procedural.render_numpy(spec, flat, batch_size=64)
+  again = evaluate.evaluate_model(run.predict_fn, spec, "extrapolation", images,
+                                  batch_size=64, progress=False)
+  for name in spec.factor_names:
+    assert again[f"rsquared_{name}"] == pytest.approx(results["test"][f"rsquared_{name}"],
+                                                      rel=1e-5)
+  other = evaluate.evaluate_model(run.predict_fn, spec, "interpolation", images,
+                                  batch_size=64, progress=False)
+  assert other["num_examples"] == splits.masks(spec, "interpolation")[1].sum()
+  assert other["rsquared"] != again["rsquared"]
+  z = run.encode(images(np.arange(3)))
+  assert z.shape == (3, 256)
