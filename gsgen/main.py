@@ -1,4 +1,4 @@
-"""Command-line entry point: train and score one configuration.
+r"""Command-line entry point: train and score one configuration.
 
 Synopsis::
 

@@ -1,13 +1,16 @@
 """The command line end to end: gsgen.main with a config file, on 8 fake CPU devices."""
 
 import json
+import os
 import pathlib
+import subprocess
 import sys
 
 import jax
 import pytest
 from absl import flags
 
+from gsgen import configs
 from gsgen import main as main_lib
 from gsgen import models
 
@@ -57,3 +60,28 @@ def test_stop_after_step_then_resume(tmp_path, capsys, monkeypatch):
   assert not (tmp_path / "results.json").exists()
   run_main(argv, monkeypatch)
   assert json.loads((tmp_path / "results.json").read_text())["steps"] == 4
+
+
+def test_short_config_name_works_from_any_directory(tmp_path, capsys, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  argv = main_lib.resolve_config_flag(
+      ["gsgen.main", "--config=benchmark:dataset=mpi3d,model=mlp,preset=smoke",
+       "--config.progress=False", f"--workdir={tmp_path / 'run'}"])
+  assert argv[1] == f"--config={configs.path('benchmark')}:dataset=mpi3d,model=mlp,preset=smoke"
+  run_main(argv[1:], monkeypatch)
+  assert json.loads((tmp_path / "run" / "results.json").read_text())["dataset"] == "mpi3d"
+  # A path to a user's own config file passes through unchanged.
+  assert main_lib.resolve_config_flag(["x", "--config", "my/conf.py:a=1"])[2] == "my/conf.py:a=1"
+  with pytest.raises(ValueError, match="no packaged config 'benchmarks'"):
+    main_lib.resolve_config_flag(["x", "--config=benchmarks:dataset=mpi3d"])
+
+
+def test_help_lists_every_config_field():
+  # absl's --help exits with status 1 after printing.
+  out = subprocess.run([sys.executable, "-m", "gsgen.main", "--help"], capture_output=True,
+                       text=True, check=False, env=dict(os.environ, JAX_PLATFORMS="cpu")).stdout
+  for field in ("--config.optim.learning_rate", "--config.optim.trainable",
+                "--config.model_kwargs.channels", "--config.init_from.workdir",
+                "--config.data.source", "--config.train.batch_size", "--config.eval.max_examples"):
+    assert field in out, field
+  assert "benchmark:dataset=" in out
