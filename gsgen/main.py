@@ -23,6 +23,7 @@ import jax
 from gsgen import configs
 from gsgen import report
 from gsgen import train
+from gsgen import workdir as workdir_lib
 from gsgen.configs import benchmark
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -35,9 +36,18 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.")
 _STOP_AFTER = flags.DEFINE_integer(
     "stop_after_step", None, "Checkpoint and exit at this step (rerun to continue).")
+_ACCEPT_CHANGES = flags.DEFINE_bool(
+    "accept_config_changes", False,
+    "Resume a run whose training config changed (e.g. a lower learning rate after a "
+    "divergence, or more steps); the changes are recorded in its results.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "jax_distributed", False, "Call jax.distributed.initialize() first (multi-host runs).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+# Mistakes of the user (a bad field, a missing file, a busy or mismatched workdir, a
+# divergence): the message says what to do, a traceback would bury it.
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, FloatingPointError,
+               workdir_lib.RunLockedError)
 
 
 def resolve_config_flag(argv: list[str]) -> list[str]:
@@ -61,8 +71,16 @@ def main(argv):
     jax.distributed.initialize()
   logging.info("JAX process %d of %d, devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())
-  results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
-                                     stop_after_step=_STOP_AFTER.value)
+  try:
+    results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
+                                       stop_after_step=_STOP_AFTER.value,
+                                       accept_config_changes=_ACCEPT_CHANGES.value)
+  except USER_ERRORS as e:
+    if logging.get_verbosity() > logging.WARNING:
+      raise
+    print(f"error: {e}", file=sys.stderr)
+    print("(--verbosity=0 shows the traceback)", file=sys.stderr)
+    sys.exit(1)
   if results is None:
     print(f"stopped at step {_STOP_AFTER.value}; rerun with the same --workdir to continue.")
   elif jax.process_index() == 0:

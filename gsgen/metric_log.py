@@ -9,15 +9,20 @@ Synopsis::
   log.close()
 
 A resumed run keeps the lines up to its checkpoint and drops those a killed process wrote
-after it, so the log of a resumed run reads as that of an uninterrupted one.
+after it (and a last line torn by a full disk or a power loss), so the log of a resumed run
+reads as that of an uninterrupted one. Lines are appended and flushed with the TensorBoard
+events at every write, so a killed process loses nothing it logged.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import jax
+
+from gsgen import workdir as workdir_lib
 
 
 class MetricLog:
@@ -29,14 +34,18 @@ class MetricLog:
       start_step: the step the run resumes from; later lines are dropped.
     """
     self.path = os.path.join(workdir, "metrics.jsonl")
-    self.rows = read(self.path, max_step=start_step) if os.path.exists(self.path) else []
     self._primary = jax.process_index() == 0
+    self.rows, clean = [], True
+    if os.path.exists(self.path):
+      rows, clean = _read(self.path)
+      self.rows = [r for r in rows if r["step"] <= start_step]
+      clean = clean and len(self.rows) == len(rows)
     if not self._primary:
       return
-    with open(self.path, "w") as f:
-      f.writelines(json.dumps(row) + "\n" for row in self.rows)
+    if not clean:  # rewritten whole or not at all
+      workdir_lib.write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=10)
 
   @property
   def last(self) -> dict:
@@ -50,10 +59,22 @@ class MetricLog:
       return
     with open(self.path, "a") as f:
       f.write(json.dumps(row) + "\n")
+      f.flush()
+      os.fsync(f.fileno())
     prefix = row.get("stage", "train")
     for key, value in row.items():
       if key not in ("step", "stage"):
         self._tb.add_scalar(f"{prefix}/{key}", value, row["step"])
+    self._tb.flush()
+
+  def scalars(self, prefix: str, values: dict, step: int) -> None:
+    """Writes numbers to TensorBoard only (the final test scores, say)."""
+    if not self._primary:
+      return
+    for key, value in values.items():
+      if isinstance(value, (int, float)) and not isinstance(value, bool):
+        self._tb.add_scalar(f"{prefix}/{key}", value, step)
+    self._tb.flush()
 
   def close(self) -> None:
     if self._primary:
@@ -61,7 +82,33 @@ class MetricLog:
 
 
 def read(path: str, max_step: int | None = None) -> list[dict]:
-  """The rows of a ``metrics.jsonl`` up to ``max_step``."""
-  with open(path) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
+  """The rows of a ``metrics.jsonl`` up to ``max_step``; a torn last line is dropped.
+
+  Raises:
+    ValueError: a line before the last is not JSON (the file is damaged, not torn).
+  """
+  rows, _ = _read(path)
   return [r for r in rows if max_step is None or r["step"] <= max_step]
+
+
+def _read(path: str) -> tuple[list[dict], bool]:
+  """``(rows, clean)``: clean is False when a torn last line was dropped."""
+  with open(path) as f:
+    text = f.read()
+  lines = text.splitlines()
+  rows, clean = [], text.endswith("\n") or not text
+  for k, line in enumerate(lines):
+    if not line.strip():
+      clean = False
+      continue
+    try:
+      rows.append(json.loads(line))
+    except json.JSONDecodeError as e:
+      if k + 1 < len(lines):
+        raise ValueError(f"{path}: line {k + 1} is not JSON ({e}); the log is damaged. Move "
+                         f"it away to continue the run without its history.") from None
+      logging.warning("%s: dropped a torn last line (%d bytes), as a killed process or a "
+                      "full disk leaves it; the run resumes from its checkpoint.", path,
+                      len(line))
+      clean = False
+  return rows, clean

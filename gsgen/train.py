@@ -40,6 +40,8 @@ from gsgen import models
 from gsgen import optim
 from gsgen import sharding
 from gsgen import splits as splits_lib
+from gsgen import validate
+from gsgen import workdir as workdir_lib
 from gsgen.learners import learner as learner_lib
 
 
@@ -137,23 +139,30 @@ def _restore(ckpt, step, state):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       stop_after_step: int | None = None) -> dict | None:
+                       stop_after_step: int | None = None,
+                       accept_config_changes: bool = False) -> dict | None:
   """Trains the stages of ``config.learner`` on the train part and scores the test part.
 
   Args:
     config: a config from `gsgen.configs` (every field set).
-    workdir: where checkpoints, metrics and results go; an existing run there resumes.
+    workdir: where checkpoints, metrics and results go; an existing run there resumes, and
+      a finished one returns its results.
     stop_after_step: save a checkpoint and return None once this global step is reached,
       before the end (for time-limited jobs; rerun to continue).
+    accept_config_changes: resume even though training fields of the config changed (a
+      lower learning rate after a divergence, more steps); the changes are recorded.
 
   Returns:
     The results dict also written to ``workdir/results.json``, or None when stopped early.
 
   Raises:
-    FloatingPointError: the loss became NaN or infinite; the message names the step.
-    ValueError: bad names in the config, or a workdir holding a different run.
+    FloatingPointError: the loss or the parameters became NaN or infinite; the message
+      names the step and the last good checkpoint.
+    ValueError: a bad config field (before anything is created), or a workdir holding a
+      different run or config (`gsgen.workdir.ConfigChangedError`).
+    gsgen.workdir.RunLockedError: another live process holds the workdir.
   """
-  splits_lib.check_split(config.split)
+  validate.config(config, jax.device_count())
   learner = learners.get(config.learner)
   stages = learner_lib.stages(learner, config)
   if stages[-1].learner.predict is None:
@@ -162,12 +171,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   source = input_pipeline.make_source(
       config.dataset, config.split, config.data.source,
       data_dir=config.data.data_dir or None, grid_sizes=tuple(config.data.grid) or None)
+  primary = jax.process_index() == 0
+  if not primary:
+    return _train_and_evaluate(config, workdir, stop_after_step, stages, source, [])
+  with workdir_lib.lock(workdir):
+    validate.writable(os.path.join(workdir, "checkpoints"))
+    finished = _finished_results(workdir, config)
+    if finished is not None:
+      return finished
+    ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), 1)
+    start = ckpt.latest_step() or 0
+    held = ckpt.read_meta(start)["identity"] if start else None
+    ckpt.close()
+    if held is not None and held != identity(config, source):
+      raise ValueError(f"{workdir} holds a run of {held}, not {identity(config, source)}; use "
+                       f"another workdir.")
+    changes = workdir_lib.check_config(workdir, config, start, accept_config_changes)
+    return _train_and_evaluate(config, workdir, stop_after_step, stages, source, changes)
+
+
+def _finished_results(workdir: str, config) -> dict | None:
+  """The results of a finished run of exactly ``config`` in ``workdir``, else None."""
+  path = os.path.join(workdir, "results.json")
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    results = json.load(f)
+  same = workdir_lib.flatten(results["config"]) == workdir_lib.flatten(
+      json.loads(json.dumps(config.to_dict())))
+  return results if same else None
+
+
+def _train_and_evaluate(config, workdir, stop_after_step, stages, source, changes):
   spec, run_id = source.spec, identity(config, source)
   mesh = sharding.make_mesh()
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(config.to_dict(), f, indent=1)
   render = None
   if source.renders_on_device:
     from gsgen.datasets import procedural  # pylint: disable=g-import-not-at-top
@@ -176,42 +213,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                      config.train.checkpoint_every)
   start = ckpt.latest_step() or 0
-  if start and ckpt.read_meta(start)["identity"] != run_id:
-    raise ValueError(f"{workdir} holds a run of {ckpt.read_meta(start)['identity']}, not "
-                     f"{run_id}; use another workdir.")
   log = metric_log.MetricLog(workdir, start)
   bounds = np.cumsum([0] + [s.steps for s in stages]).tolist()
   total = bounds[-1]
   last = total if stop_after_step is None else min(total, stop_after_step)
   key = jax.random.key(config.seed)
   previous, init_record = None, {}
-  for k, stage in enumerate(stages):
-    first, end = bounds[k], bounds[k + 1]
-    if start > end:
-      continue  # a later stage's checkpoint holds everything needed
-    rngs = nnx.Rngs(config.seed if k == 0 else jax.random.fold_in(key, 1 << 20 | k))
-    graphdef, state, record = create_state(config, stage, spec, mesh, rngs,
-                                           previous if start <= first else None)
-    if k == 0:
-      init_record = record
-    if start > first:
-      found = ckpt.read_meta(start).get("stage")
-      if found != stage.name:
-        raise ValueError(f"{workdir}: the checkpoint at step {start} is of stage {found!r}, "
-                         f"not {stage.name!r}; the run's stages changed. Use another workdir.")
-      state = _restore(ckpt, start, state)
-    state = _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, log,
-                       run_id, steps=(max(start, first), min(end, last)), offset=first,
-                       key=jax.random.fold_in(key, k))
-    if last < end:
-      ckpt.close()
+  try:
+    for k, stage in enumerate(stages):
+      first, end = bounds[k], bounds[k + 1]
+      if start > end:
+        continue  # a later stage's checkpoint holds everything needed
+      rngs = nnx.Rngs(config.seed if k == 0 else jax.random.fold_in(key, 1 << 20 | k))
+      graphdef, state, record = create_state(config, stage, spec, mesh, rngs,
+                                             previous if start <= first else None)
+      if k == 0:
+        init_record = record
+      if start > first:
+        found = ckpt.read_meta(start).get("stage")
+        if found != stage.name:
+          raise ValueError(f"{workdir}: the checkpoint at step {start} is of stage {found!r}, "
+                           f"not {stage.name!r}; the run's stages changed. Use another "
+                           f"workdir.")
+        state = _restore(ckpt, start, state)
+      state = _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, log,
+                         run_id, steps=(max(start, first), min(end, last)), offset=first,
+                         key=jax.random.fold_in(key, k))
+      if last < end:
+        return None
+      previous = nnx.merge(graphdef, state)[0]
+  finally:
+    ckpt.close()
+    if last < total:
       log.close()
-      return None
-    previous = nnx.merge(graphdef, state)[0]
 
-  ckpt.close()
   predict = make_predict(graphdef, stages[-1].learner, spec, render)
   test = _evaluate(config, source, lambda batch: predict(state, batch), mesh)
+  log.scalars("test", test, total)
+  log.close()
   results = {**run_id, "steps": total, "stages": {s.name: s.steps for s in stages},
              "test": test,
              "train": {"final_loss": log.last.get("loss"),
@@ -220,11 +259,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        "num_params": models.num_params(previous),
                        "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"},
              "init_from": init_record,
+             "config_changes": changes,
              "config": config.to_dict()}
-  log.close()
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=1)
+    workdir_lib.write_json(os.path.join(workdir, "results.json"), results)
   return results
 
 
@@ -249,7 +287,7 @@ def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, log, 
     pending.append((step, metrics))
     bar.update(1)
     if step % config.train.log_every == 0 or step == stop or ckpt.should_save(step):
-      fetched = _check_finite(jax.device_get(pending))
+      fetched = _check_finite(jax.device_get(pending), ckpt)
       now = time.perf_counter()
       rate = (step - tick_step) * batch_size / max(now - tick, 1e-9)
       row = {"step": step, "stage": stage.name,
@@ -273,13 +311,24 @@ def _final_metrics(rows: list[dict], stages) -> dict:
   return out
 
 
-def _check_finite(fetched):
+def _check_finite(fetched, ckpt):
+  """Refuses to go on (and so to save) once a loss or the updated parameters are not finite.
+
+  The parameter norm is taken after each update, so a step whose update blew the
+  parameters up is caught before its state can be saved.
+  """
   for step, metrics in fetched:
-    loss = float(metrics["loss"])
-    if not np.isfinite(loss):
-      raise FloatingPointError(
-          f"non-finite loss ({loss}) at step {step}; training stopped before saving it. "
-          f"Lower the learning rate or check the data; the last checkpoint is intact.")
+    for name, what in (("loss", "loss"), ("param_norm", "parameters after the update")):
+      value = float(metrics[name])
+      if not np.isfinite(value):
+        good = ckpt.latest_step()
+        resume = (f"the last good checkpoint is step {good}: rerun with the same --workdir, a "
+                  f"lower --config.optim.learning_rate and --accept_config_changes to "
+                  f"resume from it" if good else
+                  "no checkpoint was saved: rerun with a lower --config.optim.learning_rate")
+        raise FloatingPointError(
+            f"non-finite {what} ({value}) at step {step}; nothing from it was saved. Lower "
+            f"the learning rate or check the data; {resume}.")
   return fetched
 
 

@@ -1,0 +1,88 @@
+"""Every mistake a config can hold, caught before anything is created or trained.
+
+Synopsis::
+
+  from gsgen import validate
+  validate.config(config, num_devices=jax.device_count())   # ValueError naming the field
+
+A run that fails after an hour of training, or on its second checkpoint, costs the user the
+hour; so every field is checked here, at start, and each message names the field and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+
+from gsgen import learners
+from gsgen import models
+from gsgen import optim
+from gsgen import specs as specs_lib
+from gsgen import splits as splits_lib
+from gsgen.learners import learner as learner_lib
+
+
+def _positive_int(value, field: str, allow_zero: bool = False) -> None:
+  low = 0 if allow_zero else 1
+  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    raise ValueError(f"config.{field} must be an integer >= {low}; got {value!r}.")
+
+
+def config(config, num_devices: int) -> None:
+  """Checks names, sizes, paths and the optimizer of a config.
+
+  Args:
+    config: a config from `gsgen.configs`.
+    num_devices: devices the batches are sharded over.
+
+  Raises:
+    ValueError: the first problem found, naming the field.
+    FileNotFoundError: a file or folder the config names does not exist.
+  """
+  specs_lib.get(config.dataset)
+  splits_lib.check_split(config.split)
+  if config.model not in models.MODELS:
+    raise ValueError(f"unknown model {config.model!r} (config.model); choose one of "
+                     f"{', '.join(models.MODELS)}.")
+  learner = learners.get(config.learner)
+  _positive_int(config.seed, "seed", allow_zero=True)
+  _positive_int(config.train.steps, "train.steps", allow_zero=True)
+  for field in ("train.batch_size", "train.log_every", "train.checkpoint_every",
+                "eval.batch_size"):
+    section, name = field.split(".")
+    _positive_int(config[section][name], field)
+  _positive_int(config.eval.max_examples, "eval.max_examples", allow_zero=True)
+  for field in ("train.batch_size", "eval.batch_size"):
+    section, name = field.split(".")
+    if config[section][name] % num_devices:
+      raise ValueError(f"config.{field} ({config[section][name]}) must be a multiple of the "
+                       f"number of devices ({num_devices}).")
+  for stage in learner_lib.stages(learner, config):
+    _positive_int(stage.steps, f"steps of stage {stage.name}", allow_zero=True)
+    optim.check(stage.optim)
+  if config.init_from.workdir and config.init_from.weights:
+    raise ValueError("config.init_from.workdir and config.init_from.weights are both set; "
+                     "choose one.")
+  if config.init_from.workdir and not os.path.isdir(
+      os.path.join(config.init_from.workdir, "checkpoints")):
+    raise FileNotFoundError(f"config.init_from.workdir: {config.init_from.workdir} holds no "
+                            f"run (no checkpoints folder).")
+  if config.init_from.weights and not os.path.isfile(config.init_from.weights):
+    raise FileNotFoundError(f"config.init_from.weights: {config.init_from.weights} not found; "
+                            f"place the file there (nothing is downloaded).")
+
+
+def writable(folder: str) -> None:
+  """Creates ``folder`` and proves that files can be written and removed there.
+
+  Raises:
+    PermissionError: naming the folder.
+  """
+  try:
+    os.makedirs(folder, exist_ok=True)
+    probe = os.path.join(folder, f".write-probe-{os.getpid()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise PermissionError(f"cannot write to {folder} ({e.strerror or e}); choose a --workdir "
+                          f"you can write to, or fix its permissions.") from None
