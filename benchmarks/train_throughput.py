@@ -5,10 +5,11 @@ Usage::
   python benchmarks/train_throughput.py                        # CNN on dSprites
   python benchmarks/train_throughput.py --model resnet18 --dataset shapes3d --steps 20
 
-Sources: ``procedural`` (rendered inside the jitted step on the training device) and
-``tfds`` (a dataset prepared on disk, read on the host; prepared first under --data_dir if
-missing, on a reduced grid with --grid to keep that quick). Timed after compilation, on
-whatever devices JAX sees; the device is printed.
+Sources (``--sources``, comma-separated source strings): ``procedural`` (rendered inside the
+jitted step on the training device) and any stored source, e.g. ``procedural:stored`` (a
+dataset prepared on disk, read on the host; prepared first under --data_dir if missing, on a
+reduced grid with --grid to keep that quick; official sources read --official_dir). Timed after
+compilation, on whatever devices JAX sees; the device is printed.
 """
 
 import argparse
@@ -26,6 +27,7 @@ from gsgen import specs
 from gsgen import train
 from gsgen.configs import benchmark
 from gsgen.datasets import procedural
+from gsgen.datasets import sources
 from gsgen.learners import learner as learner_lib
 
 
@@ -59,25 +61,25 @@ def main():
   parser.add_argument("--dataset", default="dsprites", choices=specs.DATASETS)
   parser.add_argument("--steps", type=int, default=100)
   parser.add_argument("--batch", type=int, default=64)
-  parser.add_argument("--sources", default="procedural,tfds")
+  parser.add_argument("--sources", default="procedural,procedural:stored")
   parser.add_argument("--data_dir", default="/tmp/gsgen_benchmark_tfds")
+  parser.add_argument("--official_dir", default="data")
   parser.add_argument("--grid", default="",
-                      help="reduced grid for the tfds source, e.g. 3,6,10,32,32")
+                      help="reduced grid for stored sources, e.g. 3,6,10,32,32")
   args = parser.parse_args()
   device = jax.devices()[0]
   print(f"device: {device.device_kind} x{jax.device_count()} ({device.platform}), "
         f"{os.cpu_count()} CPU cores; {args.model} on {args.dataset}, batch {args.batch}")
   for name in args.sources.split(","):
-    if name == "procedural":
-      source = input_pipeline.make_source(args.dataset, "random")
-    else:
+    data = sources.parse(args.dataset, name)
+    if data.stored:
       from gsgen.datasets import prepare  # pylint: disable=g-import-not-at-top
       sizes = tuple(int(s) for s in args.grid.split(",")) if args.grid else None
-      prepare.prepare(args.dataset, "procedural", args.data_dir, grid_sizes=sizes)
-      source = input_pipeline.make_source(args.dataset, "random", "procedural:stored",
-                                          data_dir=args.data_dir)
+      prepare.prepare(args.dataset, data, args.data_dir, args.official_dir, grid_sizes=sizes)
+    source = input_pipeline.make_source(args.dataset, data.benchmark_split or "random", data,
+                                        data_dir=args.data_dir)
     rate = measure(args.model, source, args.steps, args.batch)
-    print(f"train {args.model:<12} {name:<11} {rate:>9,.0f} images/s")
+    print(f"train {args.model:<12} {data.name:<17} {rate:>9,.0f} images/s")
 
 
 if __name__ == "__main__":

@@ -37,10 +37,10 @@ class SplitPart:
 
   def __init__(self, source: input_pipeline.Source, part: str, channels_first: bool):
     self.spec, self.split, self.part = source.spec, source.split, part
-    self.source_name = source.name
-    self.factor_indices = source.test_factors if part == "test" else source.train_factors
-    self._records = source.test_records if part == "test" else source.train_records
-    self._stored = source.test_images if part == "test" else source.train_images
+    self.source_name = source.data.name
+    records = source.test if part == "test" else source.train
+    self.factor_indices = records.factor_indices
+    self._stored = records.images
     self.targets = self.spec.targets(self.factor_indices)
     self.channels_first = channels_first
 
@@ -54,7 +54,7 @@ class SplitPart:
       raise IndexError(f"position out of range for the {self.part} part ({len(self)} "
                        f"examples).")
     if self._stored is not None:
-      return np.asarray(self._stored[self._records[positions]])
+      return np.asarray(self._stored[positions])
     from gsgen.datasets import procedural  # pylint: disable=g-import-not-at-top
     # Few distinct chunk sizes, so the renderer compiles a handful of programs at most.
     chunk = min(512, 1 << max(0, int(len(positions) - 1).bit_length()))

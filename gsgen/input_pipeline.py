@@ -16,9 +16,10 @@ step s therefore sees exactly the batches an uninterrupted run sees, and the che
 needs the step.
 
 Two kinds of source: procedural (the batch carries factor indices and the jitted renderer
-draws the images on the device that trains: no disk, no decode) and prepared TFDS datasets
-(`gsgen.datasets.load`; the batch carries uint8 images read on the host, prefetched by a
-thread). Targets are always the normalised factor indices of `specs.DatasetSpec.targets`.
+draws the images on the device that trains: no disk, no decode) and stored sources, prepared
+TFDS datasets (`gsgen.datasets.load`; the batch carries uint8 images read on the host,
+prefetched by a thread). Targets are always the normalised factor indices of
+`specs.DatasetSpec.targets`.
 """
 
 from __future__ import annotations
@@ -29,58 +30,57 @@ import dataclasses
 import numpy as np
 
 from gsgen import sharding
-from gsgen import splits as splits_lib
 from gsgen import specs as specs_lib
+from gsgen import splits as splits_lib
+from gsgen.datasets import records as records_lib
+from gsgen.datasets import sources
 
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-  """Where a run's examples come from.
+  """The train and test records of a run's dataset, split and data source.
 
   Attributes:
-    spec: the factor grid.
+    spec: the factor grid (a prepared dataset's own grid for stored sources).
     split: the split trained and scored.
-    name: the data source (``procedural``, ``official``, an MPI3D variant, or
-      ``benchmark_<split>``).
-    train_records, test_records: record ids of the train and test parts.
-    train_factors, test_factors: their factor indices ``[n, num_factors]``.
-    train_images, test_images: uint8 images by record id, or None when rendered on the
-      device (procedural).
+    data: the data source.
+    train, test: the records of the two parts (images None when rendered on the device).
+    disagreeing_records: how many records of the published benchmark files sit in the part
+      the split's rules (`splits.is_test`) do not put them in; 0 for grid sources, whose
+      parts are made by those rules.
   """
   spec: specs_lib.DatasetSpec
   split: str
-  name: str
-  train_records: np.ndarray
-  test_records: np.ndarray
-  train_factors: np.ndarray
-  test_factors: np.ndarray
-  train_images: object = None
-  test_images: object = None
+  data: sources.DataSource
+  train: records_lib.Records
+  test: records_lib.Records
+  disagreeing_records: int = 0
 
   @property
   def renders_on_device(self) -> bool:
     """Whether batches carry only factor indices and the jitted renderer draws them."""
-    return self.train_images is None
+    return self.train.images is None
 
   @property
   def data_source(self) -> str:
     """``procedural`` or ``official``: what every result names."""
-    return "procedural" if self.name == "procedural" else "official"
+    return self.data.data_source
 
 
-def make_source(dataset, split: str, source: str = "procedural", data_dir=None,
-                grid_sizes=None, from_disk: bool = False) -> Source:
+def make_source(dataset, split: str, source: str | sources.DataSource = "procedural",
+                data_dir=None, grid_sizes=None) -> Source:
   """Resolves a dataset, split and data source into train and test records.
 
   Args:
     dataset: dsprites, shapes3d or mpi3d.
-    split: one of `splits.SPLITS`.
-    source: ``procedural`` renders on the fly (unless ``from_disk``); any other source
-      reads a dataset prepared with ``python -m gsgen.datasets.prepare`` under ``data_dir``.
+    split: one of `specs.SPLITS`.
+    source: a source string (`sources.names`) or a `sources.DataSource`. ``procedural``
+      renders on the fly; every other source reads a dataset prepared with
+      ``python -m gsgen.datasets.prepare`` under ``data_dir`` (``procedural:stored`` the
+      prepared procedural one).
     data_dir: where prepared datasets are (default ``data/tfds``).
     grid_sizes: a reduced grid for smoke runs (procedural only; a prepared dataset carries
       its own grid).
-    from_disk: read procedural images from a prepared TFDS dataset instead of rendering.
 
   Raises:
     ValueError: unknown names, or a benchmark split source that does not match ``split``.
@@ -88,29 +88,29 @@ def make_source(dataset, split: str, source: str = "procedural", data_dir=None,
   """
   spec = specs_lib.get(dataset)
   splits_lib.check_split(split)
-  if source == "procedural" and not from_disk:
+  data = sources.parse(spec.name, source)
+  if data.kind == "benchmark" and data.benchmark_split != split:
+    raise ValueError(f"source {data.name!r} holds the published {data.benchmark_split} "
+                     f"split; train with split={data.benchmark_split} or choose another "
+                     f"source.")
+  if not data.stored:
     grid = spec.subgrid(grid_sizes) if grid_sizes else spec
     train, test = _train_test(grid, split)
-    return Source(grid, split, source, train, test, grid.factor_indices(train),
-                  grid.factor_indices(test))
+    return Source(grid, split, data,
+                  records_lib.Records(grid, grid.factor_indices(train), None, data),
+                  records_lib.Records(grid, grid.factor_indices(test), None, data))
   # Imported here: procedural runs need no TFDS.
   from gsgen import datasets  # pylint: disable=g-import-not-at-top
-  from gsgen.datasets import builders  # pylint: disable=g-import-not-at-top
   kwargs = {} if data_dir is None else {"data_dir": data_dir}
-  config = builders.config_name(spec.name, source)
-  if config.startswith(builders.BENCHMARK_PREFIX):
-    published = config[len(builders.BENCHMARK_PREFIX):]
-    if published != split:
-      raise ValueError(f"source {source!r} holds the published {published} split; train "
-                       f"with split={published} or choose another source.")
-    train = datasets.load(spec.name, source, part="train", **kwargs)
-    test = datasets.load(spec.name, source, part="test", **kwargs)
-    return Source(train.spec, split, source, np.arange(len(train)), np.arange(len(test)),
-                  train.factor_indices, test.factor_indices, train.images, test.images)
-  ds = datasets.load(spec.name, source, **kwargs)
-  train, test = _train_test(ds.spec, split)
-  return Source(ds.spec, split, source, train, test, ds.factor_indices[train],
-                ds.factor_indices[test], ds.images, ds.images)
+  if data.kind == "benchmark":
+    train = datasets.load(spec.name, data, part="train", **kwargs)
+    test = datasets.load(spec.name, data, part="test", **kwargs)
+    wrong = (np.count_nonzero(splits_lib.is_test(train.factor_indices, train.spec, split))
+             + np.count_nonzero(~splits_lib.is_test(test.factor_indices, test.spec, split)))
+    return Source(train.spec, split, data, train, test, int(wrong))
+  recs = datasets.load(spec.name, data, **kwargs)
+  train, test = _train_test(recs.spec, split)
+  return Source(recs.spec, split, data, recs.subset(train), recs.subset(test))
 
 
 def _train_test(spec, split) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +163,7 @@ class TrainBatches:
     if sampler != "single":
       raise ValueError(f"unknown sampler {sampler!r}; choose 'single'.")
     sharding.check_batch_size(global_batch_size, mesh)
-    if len(source.train_records) == 0:
+    if len(source.train) == 0:
       raise ValueError(f"the {source.split} split of {source.spec.name} has no training "
                        f"points on grid {source.spec.sizes}.")
     self.source, self.batch_size, self.seed, self.mesh = source, global_batch_size, seed, mesh
@@ -175,11 +175,11 @@ class TrainBatches:
 
   def host_batch(self, step: int) -> dict[str, np.ndarray]:
     """This process's rows of the batch at ``step`` as numpy arrays."""
-    pos = train_positions(step, self.batch_size, len(self.source.train_records),
-                          self.seed)[self._rows]
-    batch = {"factor_indices": self.source.train_factors[pos].astype(np.int32)}
-    if not self.source.renders_on_device:
-      batch["image"] = self.source.train_images[self.source.train_records[pos]]
+    train = self.source.train
+    pos = train_positions(step, self.batch_size, len(train), self.seed)[self._rows]
+    batch = {"factor_indices": train.factor_indices[pos].astype(np.int32)}
+    if train.images is not None:
+      batch["image"] = train.images[pos]
     return batch
 
   def get(self, step: int) -> dict:
@@ -207,11 +207,9 @@ def eval_batch(source: Source, part: str, positions: np.ndarray, mesh) -> dict:
     ``{"factor_indices": int32 [batch, F]}`` plus ``"image"`` (uint8) for stored sources, as
     global arrays sharded over the mesh.
   """
-  factors = source.test_factors if part == "test" else source.train_factors
-  ids = source.test_records if part == "test" else source.train_records
-  images = source.test_images if part == "test" else source.train_images
+  recs = source.test if part == "test" else source.train
   pos = np.asarray(positions)[sharding.process_rows(len(positions))]
-  batch = {"factor_indices": factors[pos].astype(np.int32)}
-  if images is not None:
-    batch["image"] = images[ids[pos]]
+  batch = {"factor_indices": recs.factor_indices[pos].astype(np.int32)}
+  if recs.images is not None:
+    batch["image"] = recs.images[pos]
   return sharding.global_batch(batch, mesh)

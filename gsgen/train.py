@@ -39,7 +39,6 @@ from gsgen import metric_log
 from gsgen import models
 from gsgen import optim
 from gsgen import sharding
-from gsgen import splits as splits_lib
 from gsgen import validate
 from gsgen import workdir as workdir_lib
 from gsgen.learners import learner as learner_lib
@@ -123,7 +122,7 @@ def create_state(config, stage: learner_lib.Stage, spec, mesh, rngs: nnx.Rngs,
 def identity(config, source) -> dict:
   """What every result names: dataset, data source, split, model, learner and seed."""
   return {"dataset": source.spec.name, "data_source": source.data_source,
-          "source": source.name, "split": source.split, "model": config.model,
+          "source": source.data.name, "split": source.split, "model": config.model,
           "learner": config.learner, "seed": config.seed, "grid": list(source.spec.sizes)}
 
 
@@ -334,26 +333,23 @@ def _check_finite(fetched, ckpt):
 
 def _evaluate(config, source, predict, mesh) -> dict:
   """Scores the test part (a seeded subset if ``config.eval.max_examples`` is set)."""
-  n = len(source.test_records)
+  n = len(source.test)
   positions = np.arange(n)
   if config.eval.max_examples and config.eval.max_examples < n:
     rng = np.random.RandomState(config.seed)
     positions = np.sort(rng.choice(n, config.eval.max_examples, replace=False))
-  benchmark_files = source.name.startswith("benchmark_")
+  benchmark_files = source.data.kind == "benchmark"
   acc = evaluate.Accumulator(
       source.spec, source.split, part="test",
       membership="given" if benchmark_files else "rules",
-      train_mean=(source.spec.targets(source.train_factors).astype(np.float64).mean(0)
+      train_mean=(source.spec.targets(source.train.factor_indices).astype(np.float64).mean(0)
                   if benchmark_files else None))
-  sharding.check_batch_size(config.eval.batch_size, mesh)
   result = evaluate.run(
       predict, lambda pos: input_pipeline.eval_batch(source, "test", pos, mesh),
-      source.test_factors, positions, config.eval.batch_size, acc,
+      source.test.factor_indices, positions, config.eval.batch_size, acc,
       progress=config.progress and jax.process_index() == 0, desc="evaluate test split")
   result["evaluated"] = ("all" if len(positions) == n
                          else f"random subset of {len(positions)} of {n}")
   if benchmark_files:
-    result["split_disagreements"] = int(
-        (~splits_lib.is_test(source.test_factors, source.spec, source.split)).sum()
-        + splits_lib.is_test(source.train_factors, source.spec, source.split).sum())
+    result["split_disagreements"] = source.disagreeing_records
   return result

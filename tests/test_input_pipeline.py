@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from gsgen import evaluate
 from gsgen import input_pipeline
 from gsgen import sharding
 from gsgen import splits
@@ -38,7 +39,7 @@ def test_order_is_a_pure_function_of_the_step():
 def test_no_test_point_reaches_a_training_batch(split, mesh):
   source = input_pipeline.make_source("dsprites", split, grid_sizes=GRID)
   batches = input_pipeline.TrainBatches(source, 64, seed=0, mesh=mesh)
-  steps = 2 * len(source.train_records) // 64 + 3  # more than two epochs
+  steps = 2 * len(source.train) // 64 + 3  # more than two epochs
   seen = []
   for step in range(steps):
     batch = batches.get(step)
@@ -47,7 +48,7 @@ def test_no_test_point_reaches_a_training_batch(split, mesh):
   seen = np.concatenate(seen)
   assert not splits.is_test(seen, source.spec, split).any()
   # Every training point is used.
-  assert set(source.spec.flat_index(seen)) == set(source.train_records)
+  assert set(source.spec.flat_index(seen)) == set(source.train.flat_indices)
 
 
 def test_batch_size_must_split_over_devices(mesh):
@@ -57,25 +58,36 @@ def test_batch_size_must_split_over_devices(mesh):
 
 
 def test_eval_batches_cover_the_part_once_with_a_padded_mask(mesh):
+  """evaluate.run pads the last batch and masks it; eval_batch reads exactly the positions."""
   source = input_pipeline.make_source("dsprites", "interpolation", grid_sizes=GRID)
   seen, shapes = [], set()
-  for batch, mask in input_pipeline.eval_batches(source, "test", 96, mesh):
-    idx = np.asarray(batch["factor_indices"])
-    shapes.add(idx.shape)
-    seen.append(idx[mask])
+
+  class Recorder:
+    def update(self, predictions, factor_indices, mask):
+      shapes.add(np.asarray(factor_indices).shape)
+      seen.append(np.asarray(factor_indices)[mask])
+
+    def result(self):
+      return {}
+
+  def predict(batch):
+    return np.zeros(batch["factor_indices"].shape, np.float32)
+
+  evaluate.run(predict, lambda pos: input_pipeline.eval_batch(source, "test", pos, mesh),
+               source.test.factor_indices, np.arange(len(source.test)), 96, Recorder())
   seen = np.concatenate(seen)
   assert shapes == {(96, 5)}
-  np.testing.assert_array_equal(source.spec.flat_index(seen), source.test_records)
-  assert len(source.test_records) % 96  # the last batch really was padded
+  np.testing.assert_array_equal(source.spec.flat_index(seen), source.test.flat_indices)
+  assert len(source.test) % 96  # the last batch really was padded
 
 
-def test_eval_batches_of_chosen_records(mesh):
+def test_eval_batch_of_chosen_records(mesh):
   source = input_pipeline.make_source("dsprites", "random", grid_sizes=GRID)
-  pick = np.array([0, 5, 7])
-  (batch, mask), = list(input_pipeline.eval_batches(source, "test", 8, mesh, pick))
-  assert mask.tolist() == [True] * 3 + [False] * 5
-  np.testing.assert_array_equal(np.asarray(batch["factor_indices"])[:3],
-                                source.test_factors[pick])
+  pick = np.array([0, 5, 7, 7, 0, 5, 7, 9])
+  batch = input_pipeline.eval_batch(source, "test", pick, mesh)
+  assert len(batch["factor_indices"].sharding.device_set) == 8
+  np.testing.assert_array_equal(np.asarray(batch["factor_indices"]),
+                                source.test.factor_indices[pick])
 
 
 def test_benchmark_source_must_match_the_split():
@@ -87,15 +99,15 @@ def test_benchmark_source_must_match_the_split():
 def test_procedural_source_names_its_data():
   source = input_pipeline.make_source("shapes3d", "composition", grid_sizes=(2, 2, 2, 2, 4, 2))
   assert source.renders_on_device and source.data_source == "procedural"
-  assert len(source.train_records) + len(source.test_records) == source.spec.num_images
+  assert len(source.train) + len(source.test) == source.spec.num_images
 
 
 def test_prepared_source_reads_train_images_from_disk(tmp_path, mesh):
   from gsgen.datasets import prepare
   from gsgen.datasets import procedural
   prepare.prepare("dsprites", "procedural", tmp_path, grid_sizes=GRID)
-  source = input_pipeline.make_source("dsprites", "extrapolation", "procedural",
-                                      data_dir=tmp_path, from_disk=True)
+  source = input_pipeline.make_source("dsprites", "extrapolation", "procedural:stored",
+                                      data_dir=tmp_path)
   assert not source.renders_on_device and source.data_source == "procedural"
   batches = input_pipeline.TrainBatches(source, 64, seed=0, mesh=mesh)
   for step in (0, 1, 7):
@@ -109,3 +121,46 @@ def test_prepared_source_reads_train_images_from_disk(tmp_path, mesh):
   live = input_pipeline.TrainBatches(
       input_pipeline.make_source("dsprites", "extrapolation", grid_sizes=GRID), 64, 0, mesh)
   np.testing.assert_array_equal(np.asarray(live.get(7)["factor_indices"]), idx)
+
+
+def test_benchmark_source_reads_the_files_and_counts_disagreements(tmp_path, mesh):
+  from gsgen.datasets import prepare
+  from gsgen import specs
+  grid = specs.SHAPES3D.subgrid((2, 2, 2, 2, 4, 3))
+  official_dir = tmp_path / "official"
+  official_dir.mkdir()
+  images = np.random.default_rng(0).integers(0, 256, (grid.num_images, 64, 64, 3), np.uint8)
+  rng = np.random.default_rng(1)
+  train = rng.permutation(splits.indices(grid, "interpolation", "train"))
+  test = rng.permutation(splits.indices(grid, "interpolation", "test"))
+  # Files that disagree with the rules: two test points trained on, one train point tested.
+  train, test = np.concatenate([train[1:], test[:2]]), np.concatenate([test[2:], train[:1]])
+  for part, flat in (("train", train), ("test", test)):
+    np.savez(official_dir / f"shapes3d_interpolation_{part}_images.npz",
+             images[flat].transpose(0, 3, 1, 2))
+    np.savez(official_dir / f"shapes3d_interpolation_{part}_labels.npz", grid.factor_indices(flat))
+  prepare.prepare("shapes3d", "benchmark_interpolation", tmp_path / "tfds", official_dir,
+                  grid_sizes=grid.sizes)
+  source = input_pipeline.make_source("shapes3d", "interpolation", "benchmark_interpolation",
+                                      data_dir=tmp_path / "tfds")
+  assert source.disagreeing_records == 3 and source.spec.sizes == grid.sizes
+  assert source.data_source == "official" and not source.renders_on_device
+  assert source.data.name == "benchmark_interpolation"
+  # The files' parts as published, in file order, never re-split by the rules.
+  np.testing.assert_array_equal(source.train.flat_indices, train)
+  np.testing.assert_array_equal(source.test.flat_indices, test)
+  batch = input_pipeline.TrainBatches(source, 16, seed=0, mesh=mesh).get(0)
+  flat = grid.flat_index(np.asarray(batch["factor_indices"]))
+  np.testing.assert_array_equal(np.asarray(batch["image"]), images[flat])
+  pick = np.arange(16)
+  batch = input_pipeline.eval_batch(source, "test", pick, mesh)
+  np.testing.assert_array_equal(grid.flat_index(np.asarray(batch["factor_indices"])),
+                                test[pick])
+  np.testing.assert_array_equal(np.asarray(batch["image"]), images[test[pick]])
+
+
+def test_grid_sources_have_no_disagreements():
+  source = input_pipeline.make_source("dsprites", "composition", grid_sizes=GRID)
+  assert source.disagreeing_records == 0 and source.data.name == "procedural"
+  assert not splits.is_test(source.train.factor_indices, source.spec, "composition").any()
+  assert splits.is_test(source.test.factor_indices, source.spec, "composition").all()

@@ -155,7 +155,7 @@ def test_dsprites_round_trip(tmp_path, compressed):
   path = tmp_path / "d.npz"
   written = _write_dsprites(path, compressed=compressed)
   arrays = official.read_dsprites(path, DSPRITES)
-  assert arrays.source == "official" and arrays.files == (str(path),)
+  assert arrays.data_source == "official" and arrays.files == (str(path),)
   assert arrays.images.shape == (48, 64, 64, 1) and len(arrays) == 48
   np.testing.assert_array_equal(arrays.images[:], written["imgs"][..., None] * 255)
   assert set(np.unique(arrays.images[:]).tolist()) == {0, 255}
@@ -388,7 +388,7 @@ def test_benchmark_split_round_trip(tmp_path, save):
   np.testing.assert_array_equal(arrays.images[3], images[3])
   np.testing.assert_array_equal(arrays.factor_indices, labels)
   np.testing.assert_array_equal(arrays.flat_indices, order)
-  assert len(arrays.files) == 2 and arrays.source == "official"
+  assert len(arrays.files) == 2 and arrays.data_source == "official"
 
 
 @pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
@@ -426,3 +426,59 @@ def test_benchmark_split_errors(tmp_path):
       official.read_benchmark_split(tmp_path, "shapes3d", "extrapolation", "test", SHAPES3D)
   with pytest.raises(FileNotFoundError, match="mpi3d_random_train_images.npz.*zenodo"):
     official.read_benchmark_split(tmp_path, "mpi3d", "random", "train")
+
+
+# ----------------------------------------------------------------------------- every pixel
+
+
+def _stray_pixel_file(tmp_path, sizes, compressed, sampled_rows):
+  """A 0/1 dSprites file with one pixel 7 in a row the opening sample does not see."""
+  spec = specs.DSPRITES.subgrid(sizes)
+  imgs = _images(spec.num_images, 1, high=2)[..., 0]
+  row = next(r for r in range(1, spec.num_images) if r not in set(sampled_rows(spec)))
+  imgs[row, 10, 20] = 7
+  path = tmp_path / "dsprites.npz"
+  _write_dsprites(path, spec, imgs=imgs, compressed=compressed)
+  return path, spec, row, imgs
+
+
+def test_a_stray_pixel_in_an_unsampled_row_is_refused_when_read(tmp_path):
+  # A stored member is memory-mapped; opening samples 64 rows to tell 0/1 from 0/255.
+  path, spec, row, imgs = _stray_pixel_file(
+      tmp_path, (3, 2, 4, 4, 4), compressed=False,
+      sampled_rows=lambda s: np.linspace(0, s.num_images - 1, 64).astype(np.int64))
+  recs = official.read_dsprites(path, spec)
+  clean = np.delete(np.arange(len(recs)), row)
+  np.testing.assert_array_equal(recs.images[clean], imgs[clean][..., None] * 255)
+  for index in (row, slice(None), [0, row], np.arange(len(recs)) == row):
+    with pytest.raises(Error, match=f"record {row} holds pixel value 7; binary") as e:
+      recs.images[index]
+    assert str(path) in str(e.value)
+  with pytest.raises(Error, match=f"record {row} holds pixel value 7"):
+    recs.subset([row]).images[0]
+
+
+def test_a_stray_pixel_past_the_first_block_of_a_compressed_file(tmp_path):
+  # Opening a compressed member samples its first 1,024 rows, then converts every block.
+  path, spec, row, _ = _stray_pixel_file(
+      tmp_path, (3, 2, 4, 8, 8), compressed=True, sampled_rows=lambda s: range(1024))
+  with pytest.raises(Error, match=f"record {row} holds pixel value 7") as e:
+    official.read_dsprites(path, spec)
+  assert str(path) in str(e.value)
+
+
+def test_float_pixels_outside_the_sampled_range_are_refused(tmp_path):
+  spec = specs.SHAPES3D.subgrid((2, 2, 2, 2, 2, 3))  # 96 images, 64 sampled on opening
+  sampled = set(np.linspace(0, 95, 64).astype(np.int64).tolist())
+  row = max(set(range(96)) - sampled)
+  chw = _images(96, 3).transpose(0, 3, 1, 2).astype(np.float32) / 255  # floats in [0, 1]
+  chw[row, 0, 5, 5] = 3.0
+  names = official.benchmark_filenames("shapes3d", "random", "test")
+  np.savez(tmp_path / names[0], chw)
+  np.savez(tmp_path / names[1], spec.all_factor_indices())
+  recs = official.read_benchmark_split(tmp_path, "shapes3d", "random", "test", spec)
+  np.testing.assert_array_equal(recs.images[:row], np.rint(
+      chw[:row].transpose(0, 2, 3, 1) * 255).astype(np.uint8))  # scaled by 255
+  with pytest.raises(Error, match=rf"record {row} holds pixel value 3.0; pixel values should "
+                                  rf"lie in \[0, 1\]"):
+    recs.images[row]

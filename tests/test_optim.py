@@ -1,9 +1,7 @@
 """Optimizer chains: schedules at known steps, frozen parameters, refusals naming the field."""
 
 import jax
-import ml_collections
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 

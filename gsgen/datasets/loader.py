@@ -1,18 +1,19 @@
-"""Random access to a prepared dataset: images and factor indices by record.
+"""Random access to a prepared dataset: `records.Records` read from TFDS array_record files.
+
+The reader needs only the prepared files (through ``tfds.data_source``, no TensorFlow), not
+the builders or the renderers, so reading never pulls in the code that writes. Grid sources
+(procedural, official, MPI3D variants) hold record i = flat grid index i; benchmark sources
+keep the published files' order, and ``factor_indices`` says which grid point each record is.
+A damaged file is refused with a `PreparedDataError` that names the dataset, the source, the
+folder and the command that prepares it again.
 
 Synopsis::
 
   from gsgen import datasets
-  ds = datasets.load("dsprites", source="procedural", data_dir="data/tfds")
-  ds.images[[0, 5, 737279]].shape     # (3, 64, 64, 1) uint8
-  ds.factor_indices[5]                # array([0, 0, 0, 0, 5])
-  ds.source                           # 'procedural'
-
-Prepare first with ``python -m gsgen.datasets.prepare --dataset NAME --source SOURCE``.
-Reading goes through ``tfds.data_source`` (array_record, no TensorFlow) and needs only the
-prepared files, not the builder. For grid sources (procedural, official, MPI3D variants)
-record i is flat grid index i; the benchmark split sources keep the published files' order
-and ``factor_indices`` says which grid point each record is.
+  recs = datasets.load("dsprites", source="procedural", data_dir="data/tfds")
+  recs.images[[0, 5, 737279]].shape    # (3, 64, 64, 1) uint8
+  recs.factor_indices[5]               # array([0, 0, 0, 0, 5])
+  recs.data.name, recs.data_source     # ('procedural:stored', 'procedural')
 """
 
 from __future__ import annotations
@@ -24,133 +25,110 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from gsgen.datasets import builders
 from gsgen import specs as specs_lib
+from gsgen.datasets import records as records_lib
+from gsgen.datasets import sources
+
+# Records read per call when collecting factor indices.
+_READ_CHUNK = 4096
 
 
-class Images:
-  """uint8 images of a prepared dataset, indexed by record: ``images[int | slice | array]``."""
+class PreparedDataError(ValueError):
+  """Prepared records are damaged or not what the builders write."""
 
-  def __init__(self, records, image_shape):
-    self._records = records
-    self._shape = tuple(image_shape)
+
+class _Reader:
+  """Prepared TFDS records read by index; any read failure becomes a `PreparedDataError`."""
+
+  def __init__(self, records, data: sources.DataSource, folder: pathlib.Path, fix: str):
+    self._records, self._data, self._folder, self._fix = records, data, folder, fix
 
   def __len__(self) -> int:
     return len(self._records)
 
-  @property
-  def shape(self) -> tuple[int, ...]:
-    return (len(self),) + self._shape
+  def rows(self, indices) -> list[dict]:
+    try:
+      return self._records.__getitems__([int(i) for i in indices])
+    except (RuntimeError, OSError, ValueError) as e:
+      # array_record reports a damaged file as a bare Riegeli hash mismatch.
+      raise PreparedDataError(
+          f"{self._data.dataset} ({self._data.name}): the prepared records under "
+          f"{self._folder} are unreadable ({e}). Prepare it again: delete {self._folder} and "
+          f"run: {self._fix}") from e
 
-  def __getitem__(self, index) -> np.ndarray:
-    if isinstance(index, (int, np.integer)):
-      return self[np.array([index])][0]
-    if isinstance(index, slice):
-      index = np.arange(len(self))[index]
-    index = np.asarray(index)
-    if index.dtype == bool:
-      index = np.flatnonzero(index)
-    flat = index.reshape(-1)
-    if flat.size and (flat.min() < -len(self) or flat.max() >= len(self)):
-      raise IndexError(f"record index out of range [0, {len(self)}).")
-    flat = np.where(flat < 0, flat + len(self), flat)
-    out = np.empty((flat.size,) + self._shape, np.uint8)
-    for k, record in enumerate(self._records.__getitems__(flat.tolist())):
-      out[k] = record["image"]
-    return out.reshape(index.shape + self._shape)
+  def read_rows(self, indices) -> np.ndarray:
+    """Images of sorted unique record ids, for `records.ImageView`."""
+    return np.stack([r["image"] for r in self.rows(indices)])
 
 
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-  """A prepared dataset (one part of it).
-
-  Attributes:
-    spec: the factor grid.
-    source: the data source as prepared (``procedural``, ``official``, an MPI3D variant, or
-      ``benchmark_<split>``; MPI3D's ``official`` is ``real``).
-    part: ``train`` (the whole grid, for grid sources) or ``test`` (benchmark sources).
-    images: uint8 images by record.
-    factor_indices: int64 ``[num_records, num_factors]``.
-  """
-  spec: specs_lib.DatasetSpec
-  source: str
-  part: str
-  images: Images
-  factor_indices: np.ndarray
-
-  def __len__(self) -> int:
-    return len(self.factor_indices)
-
-  @property
-  def data_source(self) -> str:
-    """``procedural`` or ``official``: what results must name."""
-    return "official" if builders.is_official(self.source) else "procedural"
-
-
-def load(name, source: str = "procedural", data_dir=builders.DEFAULT_DATA_DIR,
-         part: str = "train") -> Dataset:
+def load(name, source: str | sources.DataSource = "procedural",
+         data_dir=sources.DEFAULT_DATA_DIR, part: str = "train") -> records_lib.Records:
   """Opens a prepared dataset for random access.
 
   Args:
     name: dsprites, shapes3d or mpi3d.
-    source: one of `builders.sources(name)`.
+    source: a source string or `sources.DataSource`; ``procedural`` and
+      ``procedural:stored`` both mean the prepared procedural data.
     data_dir: where it was prepared.
     part: ``train`` or, for benchmark sources, ``test``.
 
   Returns:
-    A `Dataset`.
+    `records.Records` of the part; its ``data`` is the stored source.
 
   Raises:
     FileNotFoundError: not prepared; the message gives the command that prepares it.
+    PreparedDataError: damaged records; the message says how to prepare them again.
     ValueError: unknown name, source or part, or prepared files that do not match the grid.
   """
   spec = specs_lib.get(name)
-  config = builders.config_name(spec.name, source)
-  parts = ("train", "test") if config.startswith(builders.BENCHMARK_PREFIX) else ("train",)
-  if part not in parts:
-    raise ValueError(f"{spec.name}/{config} has parts {', '.join(parts)}; got {part!r}.")
-  folder = pathlib.Path(data_dir) / f"gsgen_{spec.name}" / config
+  data = dataclasses.replace(sources.parse(spec.name, source), stored=True)
+  if part not in data.parts:
+    raise ValueError(f"{spec.name}/{data.config} has parts {', '.join(data.parts)}; "
+                     f"got {part!r}.")
+  folder = data.folder(data_dir)
   if not any(folder.glob("*/dataset_info.json")):
     raise FileNotFoundError(
-        f"{spec.name} ({config}) is not prepared under {pathlib.Path(data_dir).absolute()}; "
-        f"run: python -m gsgen.datasets.prepare --dataset {spec.name} --source {source} "
-        f"--data_dir {data_dir}")
+        f"{spec.name} ({data.name}) is not prepared under "
+        f"{pathlib.Path(data_dir).absolute()}; run: {data.prepare_command(data_dir)}")
   # From the prepared files' own metadata, not the registered builder class: a reduced grid
   # (or an older release) is described by what was written.
   version_dir = max(p.parent for p in folder.glob("*/dataset_info.json"))
-  records = tfds.builder_from_directory(os.fspath(version_dir)).as_data_source()[part]
-  grid = builders.prepared_grid(spec, records.dataset_info.features)
-  if part == "train" and not config.startswith(builders.BENCHMARK_PREFIX):
-    indices = _check_grid(grid, records, folder)
+  tfds_records = tfds.builder_from_directory(os.fspath(version_dir)).as_data_source()[part]
+  grid = sources.prepared_grid(spec, tfds_records.dataset_info.features)
+  fix = data.prepare_command(data_dir, None if grid.sizes == spec.sizes else grid.sizes)
+  reader = _Reader(tfds_records, data, version_dir, fix)
+  if data.kind == "benchmark":
+    indices = _record_indices(grid, reader, version_dir, part)
   else:
-    indices = _record_indices(grid, records, version_dir, part)
-  return Dataset(grid, config, part, Images(records, grid.image_shape), indices)
+    indices = _check_grid(grid, reader, version_dir)
+  files = tuple(sorted(str(p) for p in version_dir.glob(f"*-{part}.array_record*")))
+  return records_lib.Records(grid, indices, records_lib.ImageView(reader, grid.image_shape),
+                             data, files)
 
 
-def _check_grid(grid, records, folder) -> np.ndarray:
-  if len(records) != grid.num_images:
-    raise ValueError(f"{folder}: holds {len(records):,} records, the grid "
+def _check_grid(grid, reader: _Reader, folder) -> np.ndarray:
+  if len(reader) != grid.num_images:
+    raise ValueError(f"{folder}: holds {len(reader):,} records, the grid "
                      f"{grid.sizes} has {grid.num_images:,}; prepare it again.")
-  probe = sorted({0, len(records) - 1, len(records) // 3, len(records) // 2})
-  found = [int(r["index"]) for r in records.__getitems__(probe)]
+  probe = sorted({0, len(reader) - 1, len(reader) // 3, len(reader) // 2})
+  found = [int(r["index"]) for r in reader.rows(probe)]
   if found != probe:
     raise ValueError(f"{folder}: record order is not flat grid order (records {probe} hold "
                      f"indices {found}); prepare it again.")
   return grid.all_factor_indices()
 
 
-def _record_indices(grid, records, version_dir, part) -> np.ndarray:
+def _record_indices(grid, reader: _Reader, version_dir, part) -> np.ndarray:
   """Factor indices of every record, cached next to the records after the first read."""
   cache = version_dir / f"gsgen-{part}-factor-indices.npy"
   if cache.is_file():
     indices = np.load(cache)
-    if len(indices) == len(records):
+    if len(indices) == len(reader):
       return indices
   names = [f"label_{n}" for n in grid.factor_names]
-  indices = np.empty((len(records), len(names)), np.int64)
-  for start in range(0, len(records), builders.CHUNK_SIZE):
-    rows = records.__getitems__(list(range(start, min(start + builders.CHUNK_SIZE,
-                                                      len(records)))))
+  indices = np.empty((len(reader), len(names)), np.int64)
+  for start in range(0, len(reader), _READ_CHUNK):
+    rows = reader.rows(range(start, min(start + _READ_CHUNK, len(reader))))
     indices[start:start + len(rows)] = [[r[n] for n in names] for r in rows]
   try:
     np.save(cache, indices)

@@ -1,13 +1,14 @@
-"""Prepares a dataset as TFDS array_record files.
+"""Prepares a dataset as TFDS array_record files, from the command line or Python.
+
+Rendering (procedural) or reading (official files, memory-mapped and checked chunk by chunk)
+streams in chunks, so memory stays bounded; TFDS prints a progress bar. A finished dataset is
+not prepared twice.
 
 Synopsis::
 
   python -m gsgen.datasets.prepare --dataset dsprites --source procedural --data_dir data/tfds
   python -m gsgen.datasets.prepare --dataset mpi3d --source real --official_dir data
   python -m gsgen.datasets.prepare --dataset shapes3d --grid 3,3,3,2,4,3   # a small smoke grid
-
-Rendering (procedural) or reading (official files, memory-mapped) streams in chunks, so memory
-stays bounded; TFDS prints a progress bar. A finished dataset is not prepared twice.
 """
 
 from __future__ import annotations
@@ -18,23 +19,29 @@ import time
 
 import tensorflow_datasets as tfds
 
-from gsgen.datasets import builders
 from gsgen import specs as specs_lib
+from gsgen.datasets import builders
+from gsgen.datasets import sources
 
 
-def prepare(dataset: str, source: str = "procedural", data_dir=builders.DEFAULT_DATA_DIR,
-            official_dir="data", grid_sizes=None) -> str:
+def prepare(dataset: str, source: str | sources.DataSource = "procedural",
+            data_dir=sources.DEFAULT_DATA_DIR, official_dir="data", grid_sizes=None) -> str:
   """Prepares one dataset and source.
 
   Args:
     dataset: dsprites, shapes3d or mpi3d.
-    source: one of `builders.sources(dataset)`.
+    source: a source string (`sources.names`; ``procedural:stored`` is ``procedural``).
     data_dir: where the TFDS dataset is written.
     official_dir: where official files are read from.
     grid_sizes: optional reduced grid (one size per factor).
 
   Returns:
     The folder the records were written to.
+
+  Raises:
+    ValueError: unknown source, a folder holding another grid, or an official file that is
+      not the published one (`official.OfficialFileError`, raised before or while writing).
+    FileNotFoundError: a missing official file.
   """
   spec = specs_lib.get(dataset)
   grid = spec.subgrid(grid_sizes) if grid_sizes else None
@@ -43,7 +50,7 @@ def prepare(dataset: str, source: str = "procedural", data_dir=builders.DEFAULT_
   wanted = (grid or spec).sizes
   if b.is_prepared():
     written = tfds.builder_from_directory(str(b.data_dir)).info.features
-    found = builders.prepared_grid(spec, written).sizes
+    found = sources.prepared_grid(spec, written).sizes
     if found != wanted:
       raise ValueError(f"{b.data_dir} already holds grid {found}, not {wanted}; delete that "
                        f"folder or pick another --data_dir.")
@@ -57,7 +64,7 @@ def main(argv=None) -> int:
   parser.add_argument("--source", default="procedural",
                       help="procedural (default), official, toy/realistic/real (MPI3D), "
                            "or benchmark_<split>")
-  parser.add_argument("--data_dir", default=builders.DEFAULT_DATA_DIR)
+  parser.add_argument("--data_dir", default=sources.DEFAULT_DATA_DIR)
   parser.add_argument("--official_dir", default="data",
                       help="folder holding the official files (see data/README.md)")
   parser.add_argument("--grid", default=None,

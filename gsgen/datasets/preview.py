@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 from gsgen import specs as specs_lib
+from gsgen.datasets import sources
 
 
 def traversal_indices(spec: specs_lib.DatasetSpec, columns: int = 10,
@@ -65,15 +66,19 @@ def write_preview(dataset: str, out: str, source: str = "procedural", data_dir=N
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   spec = specs_lib.get(dataset)
+  data = sources.parse(spec.name, source)
   idx = traversal_indices(spec, columns)
   flat_idx = idx.reshape(-1, spec.num_factors)
-  if source == "procedural":
+  if not data.stored:
     from gsgen.datasets import procedural  # pylint: disable=g-import-not-at-top
     images = procedural.render_numpy(spec, factor_indices=flat_idx, batch_size=len(flat_idx))
+  elif data.kind == "benchmark":
+    raise ValueError(f"{data.name} holds split files in file order, not the grid; preview "
+                     f"the official source instead.")
   else:
     from gsgen import datasets  # pylint: disable=g-import-not-at-top
-    ds = datasets.load(spec.name, source=source, data_dir=data_dir)
-    images = ds.images[ds.spec.flat_index(flat_idx)]
+    recs = datasets.load(spec.name, source=data, data_dir=data_dir)
+    images = recs.images[recs.spec.flat_index(flat_idx)]
   images = images.reshape(idx.shape[:2] + images.shape[1:])
   canvas = traversal_image(spec, images)
   fig, ax = plt.subplots(figsize=(canvas.shape[1] / 60 + 1.6, canvas.shape[0] / 60 + 0.5),
@@ -83,8 +88,9 @@ def write_preview(dataset: str, out: str, source: str = "procedural", data_dir=N
   ax.set_yticks([2 + h * r + h / 2 for r in range(spec.num_factors)])
   ax.set_yticklabels([f"{f.name} ({f.size})" for f in spec.factors])
   ax.set_xticks([])
-  data = "procedural stand-in" if source == "procedural" else f"official ({source})"
-  ax.set_title(f"{spec.name}, {data}: traversals from the middle of the grid", fontsize=9)
+  shown = ("procedural stand-in" if data.data_source == "procedural"
+           else f"official ({data.name})")
+  ax.set_title(f"{spec.name}, {shown}: traversals from the middle of the grid", fontsize=9)
   fig.tight_layout()
   fig.savefig(out, bbox_inches="tight")
   plt.close(fig)

@@ -1,5 +1,11 @@
 """Procedural dSprites: a pure, jitted JAX renderer of factor indices.
 
+The published dSprites images follow an exact recipe (SPEC.md section 2), so a renderer that
+is a pure function of factor indices can draw any grid point on demand, on the CPU while
+preparing or inside the training step on the accelerator, with no file at all. Pixels are 0 or
+255; the recipe, how the heart stays cheap and exact (a star-shaped polygon tested against one
+edge per pixel) and which images coincide are in docs/datasets.md.
+
 Synopsis::
 
   import numpy as np
@@ -7,34 +13,6 @@ Synopsis::
   from gsgen.datasets import render_dsprites
   idx = specs.DSPRITES.factor_indices(np.arange(512))      # [512, 5]
   images = render_dsprites.render(idx)                       # jax uint8 [512, 64, 64, 1]
-
-Factor indices are (shape, scale, orientation, x_position, y_position), as in
-``specs.DSPRITES``. Pixels are 0 or 255. About 20,000 images/s on 2 CPU cores.
-
-The recipe is SPEC section 2: on a 64x64 canvas, pixel (row r, col c) is on iff its
-centre (c + 0.5, r + 0.5) lies strictly inside the shape. The sprite centre is
-(16 + 32 x_pos, 16 + 32 y_pos) with y_pos = 0 at the top row; the shape is scaled by
-``scale`` and turned counter-clockwise on screen by ``orientation``. In local
-coordinates with y up and at scale 1: square of half-side 9.6, ellipse with
-semi-axes 12.76 (x) and 7.215 (y), heart = the polygon through 240 samples of
-x = 9.59625 sin^3 t, y = 0.66225 (13 cos t - 5 cos 2t - 2 cos 3t - cos 4t) + 1.4375.
-
-How the heart stays cheap and exact: the polygon is mirror-symmetric about its y axis
-and star-shaped around the point (0, HEART_STAR_Y) (every vertex's direction seen
-from there turns monotonically; the kernel on the axis spans about y in [-8.08, 4.7]).
-So a pixel folded to x >= 0 crosses exactly one polygon edge along its ray from
-that point, found by a table lookup on a monotone pseudo-angle; one half-plane test
-against that edge decides inside/outside, the same answer as a full point-in-polygon
-test over all 240 edges. A pixel near the ray through a vertex may pick either
-neighbouring edge: both give the same answer there except within float rounding
-of the vertex itself.
-
-Coincidences (found by rendering the whole grid): 715,732 of the 737,280 images are
-distinct. Orientations 0 and 39 always render identically (angles are reduced
-modulo 2 pi). Apart from that only orientations of one sprite coincide: squares
-turned by a quarter or half turn give or take one orientation step (mostly at the
-small scales), ellipses at the two smallest scales turned by half a turn give or
-take one step; hearts never. Different shapes, scales or positions never coincide.
 """
 
 from __future__ import annotations
@@ -49,7 +27,7 @@ SIZE = 64
 SQUARE_HALF_SIDE = 9.6
 ELLIPSE_SEMI_AXES = (12.76, 7.215)
 HEART_NUM_POINTS = 240
-HEART_STAR_Y = -2.0  # A point of the heart's kernel; see the module docstring.
+HEART_STAR_Y = -2.0  # A point of the heart's kernel; see docs/datasets.md.
 # Bins of the pseudo-angle table: with 4096 bins no bin holds more than a couple of
 # vertices (they crowd near the tip and the dimple), so a few fixed steps finish
 # the lookup.

@@ -1,5 +1,11 @@
 """Procedural stand-in for MPI3D-toy: a robot arm holding an object, in pure JAX.
 
+A pure per-pixel function of the factor indices (ray casts against planes, a sphere and the
+floor; 2D capsules for the arm; no loops over the batch) renders on the CPU or inside the
+training step on the accelerator alike. The older 4 x 4 MPI3D grid uses the first four colours
+and shapes, so its indices render unchanged. The scene is described in docs/datasets.md; the
+images are a stand-in for the published data, never the same data.
+
 Synopsis::
 
   import numpy as np
@@ -8,29 +14,6 @@ Synopsis::
   idx = specs.MPI3D.factor_indices(np.arange(8))        # int [8, 7]
   images = render_mpi3d.render(idx)                      # uint8 [8, 64, 64, 3]
   many = procedural.render_numpy("mpi3d", np.arange(5000))   # numpy, in chunks
-
-The scene, in world units with y up and the arm's base at the origin:
-
-* a flat grey floor (RGB 52, 52, 52) that fills everything not covered below;
-* a thick arc-shaped band across the upper-middle rows, the far side of a ring seen from
-  the camera (drawn in image space, not ray cast); its colour is ``background_color``;
-* a white disc on the floor (the elliptical base), a light-grey vertical post on it and a
-  light-grey link from the post's shoulder to the object;
-* the object at the link's tip: one of six convex solids (cone, cube, cylinder, hexagonal
-  prism, pyramid, sphere) in ``object_color``, flat-shaded by one directional light.
-
-``horizontal_axis`` turns the link about the vertical axis (-60..60 degrees, 0 pointing at
-the camera), so the object swings sideways and in depth; ``vertical_axis`` raises the link
-(-20..55 degrees); the object turns with the link, so every pose looks different.
-``camera_height`` sets the camera's elevation (30, 17, 5 degrees for top, center, bottom):
-the base and arm are seen under another angle, and the ring arc moves down the image and
-flattens as the camera goes down.
-
-Everything is a pure function of the factor indices evaluated per pixel (ray casts against
-planes, a sphere and the floor; 2D capsules for the arm), with no loops over the batch, so
-the same jitted function renders on CPU or accelerator (about 10,000 images per CPU
-second). The older 4 x 4 MPI3D grid uses the first four colours and shapes, so its indices
-render unchanged. The images are a stand-in for the published data, never the same data.
 """
 
 from __future__ import annotations

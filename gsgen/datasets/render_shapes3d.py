@@ -1,5 +1,12 @@
 """Procedural Shapes3D renderer: factor indices -> 64x64 RGB images, in pure JAX.
 
+A stand-in for the published images (SPEC.md section 2), never the same data, drawn in closed
+form per ray so that the same jitted function renders on the CPU or on the accelerator. An
+image is linear in its three hues, so ``surface_weights`` (geometry: scale, shape,
+orientation) and ``compose`` (hues) split the work and ``render_numpy`` renders each of the
+480 geometries once and only recolours it. The scene, shading and shadows are described in
+docs/datasets.md.
+
 Synopsis::
 
   import numpy as np
@@ -9,26 +16,6 @@ Synopsis::
   images = render_shapes3d.render(idx)                 # uint8 [8, 64, 64, 3]
   grid = specs.SHAPES3D.all_factor_indices()[:1000]
   arr = render_shapes3d.render_numpy(grid, batch_size=256)   # numpy uint8 [1000, 64, 64, 3]
-
-A stand-in for the published images (SPEC.md section 2), never the same data: a room corner
-seen from inside, one object on the floor at the world origin, and a camera orbiting the
-object (orientation is the camera azimuth: the corner slides right as it grows, the object
-stays central). Each ray (2x2 per pixel) meets in closed form the floor (y = 0), two walls
-meeting at a corner behind the object (above their height: sky), and the object: a cube, a
-capped cylinder, a sphere, or a capsule (cylinder plus two spheres; the first hit of a union
-of convex parts is the nearest of their first hits).
-
-Surfaces are HSV(hue, 1, 1) times a grey shading factor (ambient plus Lambert, light from the
-upper left, fading with the distance from the camera so the far floor and the corner are
-darker), so every pixel inside a surface keeps exactly its factor's hue. The object's soft
-shadow uses the closed-form distance between a floor point's shadow ray and the object: exact
-for sphere and capsule (line to segment), a swept disc for the cylinder, a swept square (a
-hexagon) for the cube.
-
-An image is linear in its three colours, so ``surface_weights`` (geometry: scale, shape,
-orientation) and ``compose`` (hues) split the work; ``render_numpy`` computes the weights of
-each of the 480 geometries once and only recolours them, so the whole grid costs little more
-than 480 renders.
 """
 
 from __future__ import annotations
