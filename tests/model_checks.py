@@ -34,3 +34,44 @@ def assert_jit_matches_eager(model: nnx.Module, x, rtol=1e-5, atol=1e-6):
   pure = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
   np.testing.assert_allclose(pure(state, x), eager, rtol=rtol, atol=atol)
   return eager
+
+
+def assert_call_is_head_of_encode(model: nnx.Module, x, rtol=1e-5, atol=1e-6):
+  """``model(x) == model.head(model.encode(x))`` and ``encode`` is ``[batch, encoding_size]``;
+  returns the encoding."""
+  encoding = model.encode(x)
+  assert encoding.shape == (x.shape[0], model.encoding_size), encoding.shape
+  np.testing.assert_allclose(model.head(encoding), model(x), rtol=rtol, atol=atol)
+  return encoding
+
+
+def assert_torch_default_init(model: nnx.Module, skip=()) -> int:
+  """Every ``nnx.Linear`` and ``nnx.Conv`` of ``model`` (but those at the paths in ``skip``)
+  has kernel and bias drawn from U(+-1/sqrt(fan_in)), PyTorch's default, with fan_in the
+  product of the kernel's leading dimensions. Returns how many layers were checked.
+
+  Each tensor, divided by its bound, must lie in [-1, 1]; reach above 0.9 when it has 200
+  entries or more (all of 200 draws below 0.9 has probability 0.9**200 < 1e-9); and have a
+  mean square within 4 standard errors of 1/3 when it has 16 or more (the mean square of n
+  draws of U(-1, 1) has relative standard deviation sqrt(0.8 / n)). All entries together
+  must have mean square 1/3 within 2 %.
+  """
+  pooled, layers = [], 0
+  for path, layer in nnx.iter_modules(model):
+    if not isinstance(layer, (nnx.Linear, nnx.Conv)) or path in skip:
+      continue
+    bound = 1.0 / np.sqrt(np.prod(layer.kernel.shape[:-1]))
+    for name in ("kernel", "bias"):
+      u = np.asarray(getattr(layer, name)[...]).ravel() / bound
+      where = f"{'/'.join(map(str, path))}/{name}"
+      assert np.max(np.abs(u)) <= 1.0, f"{where}: beyond 1/sqrt(fan_in)"
+      if u.size >= 200:
+        assert np.max(np.abs(u)) > 0.9, f"{where}: narrower than U(+-1/sqrt(fan_in))"
+      if u.size >= 16:
+        assert abs(3 * np.mean(u**2) - 1) < 4 * np.sqrt(0.8 / u.size), (
+            f"{where}: variance {np.mean(u**2) * bound**2} is not bound^2/3")
+      pooled.append(u)
+    layers += 1
+  assert layers, "no Linear or Conv layer found"
+  np.testing.assert_allclose(3 * np.mean(np.square(np.concatenate(pooled))), 1.0, rtol=0.02)
+  return layers

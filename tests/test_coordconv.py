@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from model_checks import abstract_call, abstract_model, assert_jit_matches_eager, uniform
+from model_checks import (abstract_call, abstract_model, assert_call_is_head_of_encode,
+                          assert_jit_matches_eager, assert_torch_default_init, uniform)
 
 from gsgen.models import coordconv
 from gsgen.models import num_params
@@ -103,3 +104,15 @@ def test_parameter_count(in_channels, num_outputs, expected):
 def test_jit_matches_eager(model):
   x = uniform((2, 64, 64, 3), 1)
   assert assert_jit_matches_eager(model, x).shape == (2, 6)
+
+
+def test_call_is_head_of_encode(model):
+  encoding = assert_call_is_head_of_encode(model, uniform((2, 64, 64, 3), 5))
+  assert encoding.shape == (2, 256)
+
+
+def test_pytorch_default_init_counts_the_coordinate_channels(model):
+  # Five convolutions and the head; a convolution's fan-in is 16 * (inputs + 2), e.g. the
+  # first one's is 16 * 5 = 80, as a PyTorch Conv2d over the concatenated channels.
+  assert assert_torch_default_init(model) == 6
+  assert np.max(np.abs(model.convs[0].kernel[...])) > 0.9 / np.sqrt(80)

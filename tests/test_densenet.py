@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from model_checks import abstract_call, assert_jit_matches_eager
+from model_checks import abstract_call, assert_call_is_head_of_encode, assert_jit_matches_eager
 
 from gsgen.models import densenet
 from gsgen.models import num_params
@@ -67,7 +67,9 @@ def test_output_shape_and_final_feature_map(num_outputs, in_channels):
   # 64 -> 32 (conv0) -> 16 (pool0) -> 8, 4, 2 (transitions).
   model = abstract(num_outputs, in_channels)
   assert abstract_call(model, (2, 64, 64, in_channels)).shape == (2, num_outputs)
-  assert abstract_call(model, (2, 64, 64, in_channels), "features").shape == (2, 2, 2, 1024)
+  assert abstract_call(model, (2, 64, 64, in_channels), "feature_map").shape == (2, 2, 2, 1024)
+  assert model.encoding_size == 1024
+  assert abstract_call(model, (2, 64, 64, in_channels), "encode").shape == (2, 1024)
 
 
 def test_torchvision_param_map_covers_every_variable_once():
@@ -127,11 +129,11 @@ def test_small_network_count_and_shapes():
     assert out.shape == (2, 5)
     assert bool(jnp.all(jnp.isfinite(out)))
   # 16 (pool0) -> 8 (transition); without pool0 twice as large.
-  assert jax.eval_shape(model.features, images(2, 1)).shape == (2, 8, 8, 128)
+  assert jax.eval_shape(model.feature_map, images(2, 1)).shape == (2, 8, 8, 128)
   no_pool = densenet.DenseNet(5, in_channels=1, rngs=nnx.Rngs(0), blocks=SMALL,
                               stem_pool=False)
   no_pool.eval()
-  assert jax.eval_shape(no_pool.features, images(2, 1)).shape == (2, 16, 16, 128)
+  assert jax.eval_shape(no_pool.feature_map, images(2, 1)).shape == (2, 16, 16, 128)
 
 
 def test_gray_input_equals_the_rgb_network_on_repeated_channels():
@@ -158,11 +160,16 @@ def test_eval_mode_is_per_sample_and_train_mode_updates_statistics():
   jax.tree.map(np.testing.assert_array_equal, frozen, nnx.state(model, nnx.BatchStat))
 
 
-def test_jit_equals_eager():
+def test_jit_equals_eager_and_call_is_head_of_encode():
   model = small()
   model.eval()
   x = images(2, 1)
   assert_jit_matches_eager(model, x, rtol=1e-4, atol=1e-5)
+  encoding = assert_call_is_head_of_encode(model, x, rtol=1e-5, atol=1e-5)
+  assert model.encoding_size == 128
+  # The average of the rectified final map over its 8x8 positions.
+  np.testing.assert_allclose(encoding, jnp.mean(model.feature_map(x), axis=(1, 2)), rtol=1e-6)
+  assert np.min(encoding) >= 0 and np.max(encoding) > 0
 
 
 def test_rejects_other_channel_counts():

@@ -60,7 +60,7 @@ def _model(in_channels=1, num_outputs=5):
 
 @nnx.jit
 def _features(model, x):
-  return model.features(x)
+  return model.layer_outputs(x)
 
 
 # Shared so that every call with the same model structure and input shape reuses one
@@ -241,3 +241,18 @@ def test_jitted_adam_steps_reduce_loss(initialised):
     losses.append(float(loss))
   assert np.all(np.isfinite(losses))
   assert losses[-1] < losses[0]
+
+
+def test_encode_is_the_flattened_last_layer_and_the_head_reads_it(model1, rotated_features1):
+  x = _images(1)
+  batch = np.concatenate([x, _rot(x)])
+  encoding, via_head, out = nnx.jit(lambda m, v: (m.encode(v), m.head(m.encode(v)), m(v)))(
+      model1, batch)
+  assert encoding.shape == (2, model1.encoding_size) == (2, 4 * 128)
+  np.testing.assert_allclose(via_head, out, atol=1e-6)
+  # (rotation, channel) order: the last layer's [1, 1, 4, 128] output, flattened ...
+  np.testing.assert_allclose(encoding[:1], rotated_features1[0][-1].reshape(1, -1), atol=ATOL)
+  # ... so a quarter turn of the image rolls the four rotation blocks by one.
+  blocks = np.asarray(encoding).reshape(2, 4, 128)
+  np.testing.assert_allclose(blocks[1], np.roll(blocks[0], 1, axis=0), atol=ATOL)
+  assert np.max(np.abs(blocks[1] - blocks[0])) > 1e-3

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from model_checks import abstract_call, assert_jit_matches_eager
+from model_checks import abstract_call, assert_call_is_head_of_encode, assert_jit_matches_eager
 
 from gsgen.models import num_params
 from gsgen.models import resnet
@@ -119,8 +119,10 @@ def test_output_shape_and_final_feature_map(name):
   _, num_outputs, in_channels = CONFIGS[name]
   shape = (2, 64, 64, in_channels)
   assert abstract_call(built(name), shape).shape == (2, num_outputs)
-  assert abstract_call(built(name), shape, "features").shape == (
+  assert abstract_call(built(name), shape, "feature_map").shape == (
       2, 2, 2, FEATURES[DEPTH[name]])
+  assert built(name).encoding_size == FEATURES[DEPTH[name]]
+  assert abstract_call(built(name), shape, "encode").shape == (2, FEATURES[DEPTH[name]])
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet101"])
@@ -136,7 +138,7 @@ def test_no_stem_pool_doubles_the_final_map():
   model = nnx.eval_shape(
       lambda: resnet.resnet18(5, in_channels=3, rngs=nnx.Rngs(0), stem_pool=False))
   model.eval()
-  assert abstract_call(model, (1, 64, 64, 3), "features").shape == (1, 4, 4, 512)
+  assert abstract_call(model, (1, 64, 64, 3), "feature_map").shape == (1, 4, 4, 512)
 
 
 @pytest.mark.parametrize("name", ["bit_resnet50", "bit_resnet101"])
@@ -230,11 +232,15 @@ def test_eval_mode_is_per_sample_and_train_mode_updates_statistics():
 
 
 @pytest.mark.parametrize("norm", ["batch", "group_ws"])
-def test_jit_equals_eager(norm):
+def test_jit_equals_eager_and_call_is_head_of_encode(norm):
   model = resnet.ResNet(5, in_channels=3, rngs=nnx.Rngs(0), depth=18, norm=norm)
   model.eval()
   x = images(2, 3)
   assert_jit_matches_eager(model, x, rtol=1e-4, atol=1e-5)
+  encoding = assert_call_is_head_of_encode(model, x, rtol=1e-5, atol=1e-5)
+  # The average of the rectified final map over its 2x2 positions.
+  np.testing.assert_allclose(encoding, jnp.mean(model.feature_map(x), axis=(1, 2)), rtol=1e-6)
+  assert np.min(encoding) >= 0 and np.max(encoding) > 0
 
 
 def test_rejects_unknown_depth_and_norm():

@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from model_checks import abstract_call, abstract_model, assert_jit_matches_eager, uniform
+from model_checks import (abstract_call, abstract_model, assert_call_is_head_of_encode,
+                          assert_jit_matches_eager, assert_torch_default_init, uniform)
 
 from gsgen.models import coordconv
 from gsgen.models import num_params
@@ -82,3 +83,18 @@ def test_parameter_count(in_channels, num_outputs, expected):
 def test_jit_matches_eager(model):
   x = uniform((2, 64, 64, 3), 4)
   assert assert_jit_matches_eager(model, x).shape == (2, 6)
+
+
+def test_encode_is_the_pooled_set_and_the_head_reads_it(model):
+  x = uniform((2, 64, 64, 3), 5)
+  encoding = assert_call_is_head_of_encode(model, x)
+  assert model.encoding_size == 128
+  np.testing.assert_array_equal(encoding, model.pool(set_encoder.pixels_to_set(x)))
+  # Mean then max of non-negative embeddings: each max is at least its mean.
+  mean, top = np.asarray(encoding[:, :64]), np.asarray(encoding[:, 64:])
+  assert np.min(mean) >= 0 and np.all(top >= mean - 1e-6) and np.max(top) > 0
+
+
+def test_pytorch_default_init(model):
+  # Two element layers, one hidden head layer and the output layer.
+  assert assert_torch_default_init(model) == 4

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from model_checks import abstract_call, abstract_model, assert_jit_matches_eager, uniform
+from model_checks import (abstract_call, abstract_model, assert_call_is_head_of_encode,
+                          assert_jit_matches_eager, assert_torch_default_init, uniform)
 
 from gsgen.models import cnn
 from gsgen.models import num_params
@@ -143,3 +144,19 @@ def test_parameter_count(in_channels, num_outputs, expected):
 def test_jit_matches_eager(model):
   x = uniform((2, 64, 64, 3), 4)
   assert assert_jit_matches_eager(model, x).shape == (2, 6)
+
+
+def test_encode_is_the_cnn_encoding_of_the_warped_image(model):
+  x = uniform((2, 64, 64, 3), 5)
+  encoding = assert_call_is_head_of_encode(model, x)
+  assert model.head is model.cnn.head and model.encoding_size == 256
+  theta = model.transform(x)
+  np.testing.assert_allclose(encoding, model.cnn.encode(st.warp(x, theta)), rtol=1e-6)
+
+
+def test_pytorch_default_init_but_the_identity_theta_layer(model):
+  # Four localisation convolutions and its hidden layer, five CNN convolutions and the head;
+  # the theta layer starts at zero weights and the identity.
+  assert assert_torch_default_init(model, skip={("loc_theta",)}) == 11
+  np.testing.assert_array_equal(model.loc_theta.kernel[...], 0)
+  np.testing.assert_array_equal(model.loc_theta.bias[...], [1, 0, 0, 0, 1, 0])

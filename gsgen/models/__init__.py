@@ -1,15 +1,26 @@
 """Factor regressors by name: an explicit table from model name to constructor.
 
+Every approach of the study is a model that maps images to the factors, and the learners,
+readouts and transfer recipes need one contract over all of them: each constructor is
+``(num_outputs, *, in_channels, rngs, **options) -> nnx.Module``, each module maps images
+``[batch, 64, 64, in_channels]`` in [0, 1] to ``[batch, num_outputs]``, and
+``model(x) == model.head(model.encode(x))``, where ``encode(x) -> [batch,
+model.encoding_size]`` is the pooled representation the regression head reads.
+``encoding_size`` is known without running the model, so a readout can be built on any
+encoder. Modules with batch statistics switch with ``model.train()`` / ``model.eval()``.
+
 Synopsis::
 
+  import jax.numpy as jnp
   from flax import nnx
   from gsgen import models
+  from gsgen.models import mlp
   model = models.create("cnn", num_outputs=5, in_channels=1, rngs=nnx.Rngs(0))
-  preds = model(images)          # float32 [batch, 64, 64, C] in [0, 1] -> [batch, 5]
-
-Every constructor has the signature ``(num_outputs, *, in_channels, rngs) -> nnx.Module`` and
-every module maps images ``[batch, 64, 64, in_channels]`` to ``[batch, num_outputs]``.
-Modules with batch statistics switch with ``model.train()`` / ``model.eval()``.
+  images = jnp.zeros((8, 64, 64, 1))
+  model(images).shape                        # (8, 5)
+  model.encode(images).shape                 # (8, 256) == (8, model.encoding_size)
+  readout = mlp.MLPHead(model.encoding_size, (256,) * 5, 5, rngs=nnx.Rngs(1))
+  models.num_params(model)                   # 379077
 """
 
 from __future__ import annotations
@@ -58,6 +69,9 @@ def create(name: str, num_outputs: int, *, in_channels: int, rngs: nnx.Rngs,
     rngs: parameter initialisation.
     **kwargs: the constructor's own options (``config.model_kwargs``).
 
+  Returns:
+    The model, initialised from ``rngs``.
+
   Raises:
     ValueError: unknown name or option; the message lists the valid ones.
   """
@@ -92,6 +106,13 @@ def options(name: str) -> dict:
 
 
 def num_params(model: nnx.Module, kind=nnx.Param) -> int:
-  """Trainable parameters of a model (or values of another variable ``kind``, such as
-  ``nnx.BatchStat``); an abstract model from ``nnx.eval_shape`` works too."""
+  """Counts the trainable parameters of a model.
+
+  Args:
+    model: a module; an abstract one from ``nnx.eval_shape`` works too.
+    kind: the variable type to count instead, such as ``nnx.BatchStat``.
+
+  Returns:
+    The total number of entries of the model's ``kind`` variables.
+  """
   return sum(p.size for p in jax.tree.leaves(nnx.state(model, kind)))

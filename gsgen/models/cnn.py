@@ -1,13 +1,19 @@
-"""The benchmark's standard convolutional regressor.
+"""The benchmark's standard convolutional regressor (the authors' VanillaCNN).
+
+The encoder of the disentanglement literature, which the published benchmark trains as its
+supervised baseline and which the VAE-style learners reuse: four 4x4 stride-2 convolutions
+shrink 64x64 images to 4x4, and a 4x4 valid convolution to 256 channels leaves one position,
+so ``encode()`` is a 256-vector with nothing spatial left to pool (layout in docs/models.md).
 
 Synopsis::
 
-  model = CNN(num_outputs=5, in_channels=1, rngs=nnx.Rngs(0))
-  model(jnp.zeros((8, 64, 64, 1))).shape     # (8, 5)
-
-Four 4x4 convolutions with stride 2 and padding 1 (32, 32, 64, 64 channels; 64 -> 32 -> 16 ->
-8 -> 4 pixels), a 4x4 valid convolution to 256 channels (4 -> 1 pixel), ReLU after each, and a
-linear head: the encoder of the disentanglement literature that the published benchmark uses.
+  import jax.numpy as jnp
+  from flax import nnx
+  from gsgen.models import cnn
+  model = cnn.CNN(num_outputs=5, in_channels=1, rngs=nnx.Rngs(0))
+  x = jnp.zeros((8, 64, 64, 1))
+  model(x).shape                             # (8, 5)
+  model.encode(x).shape                      # (8, 256) == (8, model.encoding_size)
 """
 
 from __future__ import annotations
@@ -16,38 +22,68 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from gsgen.models import init
+
 CHANNELS = (32, 32, 64, 64)
+FEATURES = 256
 
 
 class CNN(nnx.Module):
-  """Conv 4x4/2 x4 (32, 32, 64, 64), conv 4x4 valid to 256, linear head."""
+  """Conv 4x4/2 x4 (32, 32, 64, 64), conv 4x4 valid to 256, ReLU after each, linear head."""
 
   # Channels that `prepare` appends to the input of every convolution (CoordConv: 2).
   extra_channels = 0
 
   def __init__(self, num_outputs: int, *, in_channels: int, rngs: nnx.Rngs,
-               channels: tuple[int, ...] = CHANNELS, features: int = 256):
+               channels: tuple[int, ...] = CHANNELS, features: int = FEATURES):
     """Args:
       num_outputs: factors to regress.
       in_channels: image channels (1 or 3).
       rngs: parameter initialisation.
       channels: channels of the strided convolutions.
-      features: channels of the last (valid) convolution.
+      features: channels of the last (valid) convolution: the encoding size.
     """
     widths = (in_channels,) + tuple(channels)
     extra = self.extra_channels
     self.convs = nnx.List([
-        nnx.Conv(a + extra, b, (4, 4), strides=2, padding=((1, 1), (1, 1)), rngs=rngs)
+        init.torch_conv(a + extra, b, 4, strides=2, padding=1, rngs=rngs)
         for a, b in zip(widths, widths[1:])])
-    self.last = nnx.Conv(widths[-1] + extra, features, (4, 4), padding="VALID", rngs=rngs)
-    self.head = nnx.Linear(features, num_outputs, rngs=rngs)
+    self.last = init.torch_conv(widths[-1] + extra, features, 4, padding="VALID", rngs=rngs)
+    self.head = init.torch_linear(features, num_outputs, rngs=rngs)
+    self.encoding_size = features
 
   def prepare(self, x: jax.Array) -> jax.Array:
-    """The input of each convolution from the previous activation (identity here)."""
+    """The input of each convolution from the previous activation (identity here).
+
+    Args:
+      x: ``[batch, height, width, channels]``.
+
+    Returns:
+      ``[batch, height, width, channels + extra_channels]``.
+    """
     return x
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def encode(self, x: jax.Array) -> jax.Array:
+    """The rectified output of the valid convolution, which the head reads.
+
+    Args:
+      x: images ``[batch, 64, 64, in_channels]``.
+
+    Returns:
+      ``[batch, encoding_size]``.
+
+    Raises:
+      ValueError: the images are not the size that the convolutions reduce to 1x1.
+    """
+    # Each strided layer halves the side and the valid 4x4 convolution takes 4 to 1.
+    side = 4 * 2 ** len(self.convs)
+    if x.shape[1:3] != (side, side):
+      raise ValueError(f"{type(self).__name__} reduces {side}x{side} images to 1x1, got "
+                       f"{x.shape[1]}x{x.shape[2]}; resize the images to {side}x{side}.")
     for conv in self.convs:
       x = jax.nn.relu(conv(self.prepare(x)))
-    x = jax.nn.relu(self.last(self.prepare(x)))  # [batch, 1, 1, features] for 64x64 input
-    return self.head(jnp.reshape(x, (x.shape[0], -1)))
+    x = jax.nn.relu(self.last(self.prepare(x)))
+    return jnp.reshape(x, (x.shape[0], -1))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.head(self.encode(x))

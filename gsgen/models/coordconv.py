@@ -1,23 +1,21 @@
 """The standard CNN with coordinate channels at the input of every convolution (CoordConv).
 
+A plain convolution is translation-equivariant and can infer where something is only from the
+zero padding at the border; regressing position factors asks for exactly that, so CoordConv
+(Liu et al., 2018) hands every convolution the x and y coordinate of each pixel of its own
+input. Everything else, ``encode()`` included, is `gsgen.models.cnn.CNN`; the coordinate
+convention is in docs/models.md.
+
 Synopsis::
 
-  model = CoordConv(num_outputs=5, in_channels=1, rngs=nnx.Rngs(0))
-  model(jnp.zeros((8, 64, 64, 1))).shape     # (8, 5)
-  coordinate_channels(3, 3)[..., 0]          # x: [[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]]
-
-Same layout as `gsgen.models.cnn.CNN` (four 4x4 stride-2 convolutions with 32, 32, 64, 64
-channels, a 4x4 valid convolution to 256, ReLU after each, a linear head), except that each
-convolution sees two extra channels holding the x and y coordinate of every pixel of its own
-input (Liu et al., 2018, "An intriguing failing of convolutional neural networks and the
-CoordConv solution"). A plain convolution is translation-equivariant, so it can only infer
-position from the zero padding at the border; the coordinate channels hand it position directly,
-which is what regressing x/y position factors asks for.
-
-Coordinate convention (the CoordConv paper's): on a grid of ``n`` pixels the centres of the
-first and last pixel are -1 and +1, evenly spaced between, i.e. ``linspace(-1, 1, n)``; x runs
-along the width (left to right), y along the height (top to bottom). Channel order: the input's
-channels, then x, then y.
+  import jax.numpy as jnp
+  from flax import nnx
+  from gsgen.models import coordconv
+  model = coordconv.CoordConv(num_outputs=5, in_channels=1, rngs=nnx.Rngs(0))
+  x = jnp.zeros((8, 64, 64, 1))
+  model(x).shape                             # (8, 5)
+  model.encode(x).shape                      # (8, 256) == (8, model.encoding_size)
+  coordconv.coordinate_channels(3, 3)[..., 0]  # x: [[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]]
 """
 
 from __future__ import annotations
@@ -66,10 +64,17 @@ def add_coordinates(x: jax.Array) -> jax.Array:
 class CoordConv(cnn.CNN):
   """The `cnn.CNN` layout with x/y coordinate channels added before every convolution.
 
-  Same constructor as `cnn.CNN`; only the input of each convolution differs.
+  Same constructor, ``encode()`` and ``encoding_size`` as `cnn.CNN`; only the input of each
+  convolution differs (its PyTorch fan-in counts the two coordinate channels).
   """
 
   extra_channels = NUM_COORDS
 
   def prepare(self, x: jax.Array) -> jax.Array:
+    """Args:
+      x: ``[batch, height, width, channels]``.
+
+    Returns:
+      ``[batch, height, width, channels + 2]`` (see `add_coordinates`).
+    """
     return add_coordinates(x)

@@ -1,39 +1,26 @@
 """DenseNet-121 in torchvision's layout, so ImageNet-1k weights from torchvision load into it.
 
+The study's transfer-learning DenseNet is torchvision's ImageNet-1k DenseNet-121 (DenseNet-BC,
+growth 32, blocks of 6, 12, 24 and 16 layers) with its classifier replaced by a regressor; the
+layout, the ImageNet normalisation inside the model and the grey-to-RGB repeat keep its weights
+loadable unchanged through `torchvision_param_map` and `torchvision_to_flax`. ``encode()`` is
+the globally averaged final feature map after the last BatchNorm + ReLU (1024 channels).
+Geometry, stem and loading details are in docs/models.md.
+
 Synopsis::
 
-  model = DenseNet(num_outputs=5, in_channels=1, rngs=nnx.Rngs(0))
-  model(jnp.zeros((8, 64, 64, 1))).shape     # (8, 5)
-  model.eval()                               # BatchNorm uses its running statistics
-  torchvision_param_map()["features.denseblock1.denselayer1.conv1.weight"]
+  import jax.numpy as jnp
+  from flax import nnx
+  from gsgen.models import densenet
+  model = nnx.eval_shape(lambda: densenet.DenseNet(5, in_channels=1, rngs=nnx.Rngs(0)))
+  model.encoding_size                        # 1024
+  small = densenet.DenseNet(5, in_channels=1, rngs=nnx.Rngs(0), blocks=(2, 2))
+  small.eval()                               # BatchNorm uses its running statistics
+  x = jnp.zeros((8, 64, 64, 1))
+  small(x).shape                             # (8, 5)
+  small.encode(x).shape                      # (8, 128) == (8, small.encoding_size)
+  densenet.torchvision_param_map()["features.denseblock1.denselayer1.conv1.weight"]
   # -> ("blocks", 0, 0, "conv1", "kernel")
-
-Huang et al. (2017), DenseNet-BC: growth rate 32, dense blocks of (6, 12, 24, 16) layers, each
-layer BatchNorm-ReLU-1x1 conv (bn_size * growth = 128 channels)-BatchNorm-ReLU-3x3 conv
-(32 channels) whose output is concatenated to its input; a transition (BatchNorm-ReLU-1x1 conv
-halving the channels, 2x2 average pool) between blocks; 64 initial features. 121 = 120
-convolutions + the classifier, which we replace by a linear regressor of ``num_outputs``.
-
-Geometry on 64x64 input: the ImageNet stem (7x7 stride-2 conv, BatchNorm, ReLU, 3x3 stride-2
-max-pool with padding 1) gives 16x16, the three transitions 8, 4 and 2: a 2x2 final map of
-1024 channels, globally averaged. We keep the stem unmodified for the reasons given in
-``gsgen.models.resnet`` (same network as the pretrained one; the benchmark's CNN ends at 1x1;
-each final cell sees the whole image); ``stem_pool=False`` drops the max-pool (4x4 final map).
-
-Inputs: images in [0, 1] are normalised with the ImageNet mean and standard deviation inside
-the model, as torchvision's weights expect, and a 1-channel image is repeated to 3 channels
-first, so the stem is always RGB (2*7*7*64 = 6,272 redundant parameters on dSprites). Summing
-the RGB kernel over its inputs would not be equivalent here: the per-channel normalisation
-gives each channel a different offset, and zero padding makes that offset position dependent.
-
-Loading torchvision weights (``torchvision.models.densenet121(weights="IMAGENET1K_V1")``'s
-``state_dict()``): ``torchvision_param_map()`` maps each backbone name to a path in
-``nnx.state(model)`` and ``torchvision_to_flax`` converts the tensor (convolution weights OIHW
--> HWIO; BatchNorm vectors unchanged: weight -> scale, bias -> bias, running_mean -> mean,
-running_var -> var). Not mapped: ``num_batches_tracked`` (no counterpart; torchvision uses it
-only when momentum is None) and ``classifier.*`` (our head is new). The raw
-``densenet121-a639ec97.pth`` file spells ``denselayer1.norm.1``; torchvision's loader rewrites
-that to ``norm1`` with a regular expression, and so must any loader that skips torchvision.
 """
 
 from __future__ import annotations
@@ -137,13 +124,17 @@ class DenseNet(nnx.Module):
     self.transitions = nnx.List(transitions)
     self.norm5 = _norm(features, rngs)
     self.head = nnx.Linear(features, num_outputs, rngs=rngs)
+    self.encoding_size = features
 
-  def features(self, x: jax.Array) -> jax.Array:
-    """Maps images [batch, 64, 64, in_channels] in [0, 1] to the final rectified feature map.
+  def feature_map(self, x: jax.Array) -> jax.Array:
+    """The final feature map, after the last BatchNorm and ReLU (before pooling).
+
+    Args:
+      x: images ``[batch, 64, 64, in_channels]`` in [0, 1].
 
     Returns:
-      [batch, 2, 2, 1024] for DenseNet-121 on 64x64 input ([batch, 4, 4, 1024] without the
-      stem pool).
+      ``[batch, 2, 2, encoding_size]`` (1024 channels for DenseNet-121) on 64x64 input
+      (``[batch, 4, 4, ...]`` without the stem pool).
     """
     if self.in_channels == 1:
       x = jnp.broadcast_to(x, x.shape[:-1] + (3,))
@@ -158,8 +149,19 @@ class DenseNet(nnx.Module):
         x = self.transitions[i](x)
     return jax.nn.relu(self.norm5(x))
 
+  def encode(self, x: jax.Array) -> jax.Array:
+    """The globally averaged final feature map, which the head reads.
+
+    Args:
+      x: images ``[batch, height, width, in_channels]`` in [0, 1].
+
+    Returns:
+      ``[batch, encoding_size]``.
+    """
+    return jnp.mean(self.feature_map(x), axis=(1, 2))
+
   def __call__(self, x: jax.Array) -> jax.Array:
-    return self.head(jnp.mean(self.features(x), axis=(1, 2)))
+    return self.head(self.encode(x))
 
 
 _BATCH_NORM = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}

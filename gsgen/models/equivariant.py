@@ -1,55 +1,27 @@
 """A rotation-equivariant CNN: group convolutions over the rotation group C4.
 
+Orientation is one of the factors the benchmark asks models to extrapolate, so the study
+includes a CNN whose every layer commutes with rotating the image: a lifting convolution and
+group convolutions over the four quarter turns, laid out layer for layer as `cnn.CNN` and
+exactly equivariant on its grids. The head reads all rotation channels of the last layer
+(flattened, not pooled), so the output can still tell orientations apart; ``encode()`` is that
+flattened vector. Why C4 rather than C8, why the strided layers stay exact, and why the head
+does not pool are in docs/models.md.
+
 Synopsis::
 
-  model = EquivariantCNN(num_outputs=5, in_channels=1, rngs=nnx.Rngs(0))
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+  from gsgen.models import equivariant
+  model = equivariant.EquivariantCNN(num_outputs=5, in_channels=1, rngs=nnx.Rngs(0))
   x = jax.random.uniform(jax.random.key(0), (8, 64, 64, 1))
   model(x).shape                             # (8, 5)
-
-  # The symmetry every convolutional layer keeps (exactly, up to float rounding):
-  feats = model.features(x)                  # [batch, h, w, 4, channels] per layer
-  rotated = model.features(jnp.rot90(x, 1, axes=(1, 2)))
-  # rotated[i] == rotate(feats[i]): spatial rot90 and a cyclic shift of the rotation axis.
-
-Why C4 and not C8: a 90-degree rotation maps a square pixel grid and a square filter onto
-themselves, so ``jnp.rot90`` of the filter is an exact permutation of its weights and the
-network is exactly equivariant. A 45-degree rotation of a 3x3 or 4x4 filter has to interpolate
-between pixels (and so does rotating the image by 45 degrees on a pixel grid), which smooths
-the filter and makes equivariance approximate, with an error that is largest for exactly
-such small, sharp filters; C8 also doubles the compute for equal parameter count (8x instead
-of 4x that of the CNN, see below), which this CPU-bound benchmark can ill afford. C4 therefore
-gives the benchmark a clean, testable inductive bias.
-
-Feature maps of the group layers have shape ``[batch, height, width, 4, channels]``: axis 3
-indexes the rotation r in {0, 90, 180, 270} degrees at which each filter was applied. The
-group acts on them by ``rotate``: ``jnp.rot90`` over (height, width) and ``jnp.roll`` by +1
-along the rotation axis. Concretely, with ``R`` = ``jnp.rot90(., 1, axes=(1, 2))``,
-
-  layer(R x) == jnp.roll(R layer(x), 1, axis=3).
-
-Layout, chosen to mirror ``cnn.CNN`` (the benchmark's 4x4/stride-2 encoder) layer for layer:
-a lifting convolution and three group convolutions, all 4x4 with stride 2 and padding 1
-(64 -> 32 -> 16 -> 8 -> 4 pixels), a 4x4 valid group convolution (4 -> 1 pixel), ReLU after
-each, and a linear head. The stride-2 layers stay exactly equivariant on these even grids
-because the filter windows' centres (at 2i + 0.5 in input pixels) form a grid that is
-symmetric about the image centre (31.5 for 64 pixels), i.e. the sampling grid maps onto
-itself under rot90; the same holds for every later even grid and for the final valid 4x4
-window. (A 3x3 stride-2 filter on an even grid, or asymmetric 'SAME' padding, would not.)
-Channels per rotation are those of the CNN divided by 2 = sqrt(|C4|): a group filter has
-|C4| = 4 times the weights of an ordinary filter with the same channels, so the parameter
-count matches the CNN's (about 0.38 M), at 3.9x its multiply-adds (31.5 M against 8.1 M per
-1-channel image). ``channels=(8, 8, 16, 16), features=64`` is the compute-matched
-alternative (about 0.1 M parameters, about the CNN's speed).
-
-The head keeps orientation: after the last layer only the rotation axis (4) and channels are
-left, and the head is a linear map from all ``4 * features`` numbers. Pooling over the
-rotation axis would make the output rotation-invariant and erase what the targets need
-(dSprites' orientation, and positions, which rotating the image exchanges rather than keeps).
-Flattening the rotation axis keeps the equivariant encoder's bias while letting the head
-read orientation from which rotation channel responds.
-
-No batch normalisation, like ``cnn.CNN``; the bias of each layer is shared across the
-rotation axis because a rotation-dependent bias would break equivariance.
+  model.encode(x).shape                      # (8, 512) == (8, model.encoding_size)
+  # The symmetry every layer keeps (exactly, up to float rounding):
+  outs = model.layer_outputs(x)              # [batch, h, w, 4, channels] per layer
+  turned = model.layer_outputs(jnp.rot90(x, 1, axes=(1, 2)))
+  # turned[i] == equivariant.rotate(outs[i]): spatial rot90, rotation axis rolled by one.
 """
 
 from __future__ import annotations
@@ -86,7 +58,7 @@ def _stack_rotations(kernel: jax.Array, lifting: bool) -> jax.Array:
 
   Output rotation r uses the filter rotated by r quarter turns; for a group kernel
   ``[kh, kw, 4, in, out]`` its input rotation axis is also rolled by r, so that a rotated,
-  shifted input yields a rotated, shifted output (see the module docstring for the law).
+  shifted input yields a rotated, shifted output: ``layer(rot90(x)) == rotate(layer(x))``.
 
   Args:
     kernel: ``[kh, kw, in, out]`` (lifting) or ``[kh, kw, 4, in, out]`` (group).
@@ -179,17 +151,18 @@ class EquivariantCNN(nnx.Module):
         GroupConv(a, b, 4, lifting=(i == 0), strides=2, padding=pad, rngs=rngs)
         for i, (a, b) in enumerate(zip(widths, widths[1:]))])
     self.last = GroupConv(widths[-1], features, 4, lifting=False, padding="VALID", rngs=rngs)
-    self.head = nnx.Linear(ORDER * features, num_outputs, rngs=rngs)
+    self.encoding_size = ORDER * features
+    self.head = nnx.Linear(self.encoding_size, num_outputs, rngs=rngs)
 
-  def features(self, x: jax.Array) -> list[jax.Array]:
-    """The equivariant feature maps, for inspection and the equivariance tests.
+  def layer_outputs(self, x: jax.Array) -> list[jax.Array]:
+    """The equivariant feature maps of every layer, for inspection and equivariance tests.
 
     Args:
       x: images ``[batch, height, width, in_channels]``.
 
     Returns:
       For each group layer in order, its convolution output and then its ReLU output, each
-      ``[batch, h, w, 4, channels]``; the last entry is what the head reads.
+      ``[batch, h, w, 4, channels]``; the last entry, flattened, is `encode`.
     """
     outputs = []
     for conv in tuple(self.convs) + (self.last,):
@@ -199,8 +172,27 @@ class EquivariantCNN(nnx.Module):
       outputs.append(x)
     return outputs
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def encode(self, x: jax.Array) -> jax.Array:
+    """The last layer's rectified output over all rotations, flattened: what the head reads.
+
+    Args:
+      x: images ``[batch, 64, 64, in_channels]``.
+
+    Returns:
+      ``[batch, encoding_size]``, ordered (rotation, channel); rotating the image by a quarter
+      turn rolls the rotation blocks by one.
+
+    Raises:
+      ValueError: the images are not the size that the layers reduce to 1x1.
+    """
+    side = 4 * 2 ** len(self.convs)  # halved by each strided layer, 4 -> 1 by the last
+    if x.shape[1:3] != (side, side):
+      raise ValueError(f"EquivariantCNN reduces {side}x{side} images to 1x1, got "
+                       f"{x.shape[1]}x{x.shape[2]}; resize the images to {side}x{side}.")
     for conv in self.convs:
       x = jax.nn.relu(conv(x))
-    x = jax.nn.relu(self.last(x))  # [batch, 1, 1, 4, features] for 64x64 input
-    return self.head(jnp.reshape(x, (x.shape[0], -1)))
+    x = jax.nn.relu(self.last(x))
+    return jnp.reshape(x, (x.shape[0], -1))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.head(self.encode(x))

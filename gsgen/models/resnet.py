@@ -1,51 +1,30 @@
 """ResNet-18/50/101, pre-activation (v2), with BatchNorm or with BiT's GroupNorm + WS convs.
 
+The study's deep supervised baselines and its transfer-learning backbones are one family:
+``norm="batch"`` trains ResNet-18/50/101 from scratch, ``norm="group_ws"`` is BiT's ResNet-v2
+(GroupNorm, weight-standardised convolutions, width 1) so that the published BiT-S/BiT-M
+R50x1 and R101x1 checkpoints load into it through `bit_param_map`. The ImageNet geometry
+(7x7 stride-2 root, 3x3 stride-2 max-pool) is kept unmodified, inputs in [0, 1] are mapped to
+BiT's [-1, 1] inside the model and grey images are repeated to RGB, so one parameter tree
+serves every dataset and pretrained weights. ``encode()`` is the globally averaged final
+feature map after the last norm + ReLU. Layout, geometry and loading details are in
+docs/models.md.
+
 Synopsis::
 
-  model = ResNet(num_outputs=5, in_channels=1, depth=50, rngs=nnx.Rngs(0))
-  model(jnp.zeros((8, 64, 64, 1))).shape     # (8, 5)
+  import jax.numpy as jnp
+  from flax import nnx
+  from gsgen.models import resnet
+  model = nnx.eval_shape(lambda: resnet.ResNet(5, in_channels=1, depth=50, rngs=nnx.Rngs(0)))
+  model.encoding_size                        # 2048
+  model = resnet.ResNet(5, in_channels=1, depth=18, rngs=nnx.Rngs(0))
   model.eval()                               # BatchNorm uses its running statistics
-  bit = ResNet(6, in_channels=3, depth=101, norm="group_ws", rngs=nnx.Rngs(0))
-  bit_param_map(101)["resnet/block1/unit01/a/proj/standardized_conv2d/kernel"]
+  x = jnp.zeros((8, 64, 64, 1))
+  model(x).shape                             # (8, 5)
+  model.encode(x).shape                      # (8, 512) == (8, model.encoding_size)
+  model.feature_map(x).shape                 # (8, 2, 2, 512), before the average
+  resnet.bit_param_map(101)["resnet/block1/unit01/a/proj/standardized_conv2d/kernel"]
   # -> ("stages", 0, 0, "proj", "kernel")
-
-One family, one layout. The v2 (pre-activation) unit normalises and rectifies its input,
-takes the projection shortcut (when the shape changes) from that activation, and ends with a
-bare convolution; a norm + ReLU before global average pooling closes the network. ``norm``
-picks the normaliser:
-
-- ``"batch"``: BatchNorm (momentum 0.9, epsilon 1e-5) and plain convolutions, for the
-  supervised-from-scratch ResNet-18/50/101. ``model.train()`` / ``model.eval()`` switch
-  between batch statistics and running averages.
-- ``"group_ws"``: GroupNorm (32 groups, epsilon 1e-5) and weight-standardised convolutions
-  (each output filter standardised over its HxWxIn kernel, epsilon 1e-10): exactly the BiT
-  ResNet-v2 (google-research/big_transfer), width factor 1, so BiT-S/BiT-M R50x1 and R101x1
-  checkpoints load into it.
-
-Both norms share the BiT geometry: a 7x7 stride-2 root convolution with (3, 3) padding, zero
-padding by 1 and a 3x3 stride-2 max-pool (BiT pads with zeros, not -inf); the stride of a
-bottleneck sits on its 3x3 convolution, as in BiT. A 64x64 image is 32x32 after the root
-convolution, 16x16 after the pool, and 16, 8, 4 and 2 pixels after the four stages: the final
-map is 2x2. We keep the max-pool, i.e. the unmodified ImageNet network: the benchmark's own CNN
-ends at 1x1, every 2x2 cell sees the whole image (the receptive field exceeds 64 pixels), zero
-padding gives the network absolute position, and the pretrained stems see features at the
-scale they were trained on. ``stem_pool=False`` drops the pool (4x4 final map, four times the
-compute) for anyone who wants to test that. (BiT's own fine-tuning recipe upsamples images
-under 96x96 to 160 and crops 128; that belongs in a transfer config's input pipeline, not here.)
-
-Inputs: images in [0, 1] are mapped to [-1, 1] (BiT's preprocessing) inside the model, and a
-1-channel image is repeated to 3 channels before the root convolution, so every variant has
-an RGB stem. That costs 2*7*7*64 = 6,272 redundant root parameters on dSprites, but one
-parameter tree then serves every dataset and a pretrained stem loads unchanged: summing an RGB
-kernel over its input channels would not do, because weight standardisation of the summed
-kernel differs from the sum of the standardised one.
-
-Loading BiT weights (the published ``BiT-M-R50x1.npz`` etc.): ``bit_param_map(depth)`` maps
-every checkpoint name except the 21k-class head to the path of a variable in
-``nnx.state(model)``. Kernels are HWIO in both (TensorFlow layout) and GroupNorm gamma/beta
-are vectors of the channel count (``group_norm/gamma`` -> ``scale``, ``beta`` -> ``bias``),
-so every tensor copies as it is. ``resnet/head/conv2d/{kernel,bias}`` is left out: our
-``head`` is a new ``num_outputs`` regressor, which BiT's recipe initialises to zeros.
 """
 
 from __future__ import annotations
@@ -202,12 +181,17 @@ class ResNet(nnx.Module):
     self.stages = nnx.List(stages)
     self.norm = _norm(norm, in_features, rngs)
     self.head = nnx.Linear(in_features, num_outputs, rngs=rngs)
+    self.encoding_size = in_features
 
-  def features(self, x: jax.Array) -> jax.Array:
-    """Maps images [batch, 64, 64, in_channels] in [0, 1] to the final rectified feature map.
+  def feature_map(self, x: jax.Array) -> jax.Array:
+    """The final feature map, after the last norm and ReLU (before pooling).
+
+    Args:
+      x: images ``[batch, 64, 64, in_channels]`` in [0, 1].
 
     Returns:
-      [batch, 2, 2, 512 or 2048] for 64x64 input ([batch, 4, 4, ...] without the stem pool).
+      ``[batch, 2, 2, encoding_size]`` for 64x64 input (``[batch, 4, 4, ...]`` without the
+      stem pool); ``encoding_size`` is 512 (ResNet-18) or 2048.
     """
     if self.in_channels == 1:
       x = jnp.broadcast_to(x, x.shape[:-1] + (3,))
@@ -220,8 +204,19 @@ class ResNet(nnx.Module):
         x = unit(x)
     return jax.nn.relu(self.norm(x))
 
+  def encode(self, x: jax.Array) -> jax.Array:
+    """The globally averaged final feature map, which the head reads.
+
+    Args:
+      x: images ``[batch, height, width, in_channels]`` in [0, 1].
+
+    Returns:
+      ``[batch, encoding_size]``.
+    """
+    return jnp.mean(self.feature_map(x), axis=(1, 2))
+
   def __call__(self, x: jax.Array) -> jax.Array:
-    return self.head(jnp.mean(self.features(x), axis=(1, 2)))
+    return self.head(self.encode(x))
 
 
 def bit_param_map(depth: int) -> dict[str, tuple[str | int, ...]]:

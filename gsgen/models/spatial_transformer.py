@@ -1,33 +1,25 @@
 """A spatial transformer: a learnt affine warp of the image, then the standard CNN.
 
+Jaderberg et al. (2015) give a CNN the means to undo position, scale and rotation before it
+looks: a localisation network predicts a 2x3 affine matrix ``theta`` per image, a
+differentiable bilinear sampler resamples the image through it, and the benchmark's CNN
+(`gsgen.models.cnn.CNN`) reads the warped image, so ``encode()`` is that CNN's encoding of the
+warped image. The last localisation layer starts at zero weights and the identity bias, so at
+initialisation the model is exactly the CNN on the unwarped image. Sampling follows PyTorch's
+``affine_grid`` / ``grid_sample`` (``align_corners=False``, zeros outside); the coordinate
+conventions are in docs/models.md.
+
 Synopsis::
 
-  model = SpatialTransformer(num_outputs=5, in_channels=1, rngs=nnx.Rngs(0))
+  import jax.numpy as jnp
+  from flax import nnx
+  from gsgen.models import spatial_transformer as st
+  model = st.SpatialTransformer(num_outputs=5, in_channels=1, rngs=nnx.Rngs(0))
   images = jnp.zeros((8, 64, 64, 1))
   model(images).shape                                  # (8, 5)
+  model.encode(images).shape                           # (8, 256) == (8, model.encoding_size)
   theta = jnp.array([[[0., -1., 0.], [1., 0., 0.]]])   # R(90 deg), for a batch of one
-  warp(images[:1], theta)       # == np.rot90(images[:1], 1, axes=(1, 2)) (square images)
-
-Jaderberg et al., 2015, "Spatial Transformer Networks": a localisation network (a small CNN)
-predicts a 2x3 affine matrix ``theta`` per image, a differentiable bilinear sampler resamples the
-image through it, and the benchmark's CNN (`gsgen.models.cnn.CNN`) reads the warped image. The
-last layer of the localisation network starts with zero weights and the identity as its bias, so
-at initialisation the model is exactly the CNN on the unwarped image.
-
-Conventions (those of PyTorch's ``affine_grid`` / ``grid_sample`` with ``align_corners=False``
-and zero padding):
-
-* Normalised coordinates: x runs along the width (left to right), y along the height (top to
-  bottom); the image's outer edges are -1 and +1, so the centre of pixel ``j`` of ``n`` is
-  ``(2 j + 1) / n - 1`` and one pixel is ``2 / n`` wide. (`gsgen.models.coordconv` instead puts
-  the first and last pixel centres at -1 and +1; here the edges convention makes a scaling of
-  ``theta`` scale the whole image square about its centre.)
-* ``theta`` maps each output pixel centre ``(x, y, 1)`` to the source point it samples:
-  ``source = theta @ (x, y, 1)``. So a translation ``theta[:, 2] = (2 / w, 0)`` moves the content
-  one pixel LEFT (output pixel j shows input pixel j + 1), and with y pointing down,
-  ``theta = [[cos a, -sin a, 0], [sin a, cos a, 0]]`` turns the content counter-clockwise as
-  displayed by ``a``: a = 90 degrees is ``np.rot90(image)``.
-* Source points outside the image read zeros (the 64x64 images have black or plain borders).
+  st.warp(images[:1], theta)    # == np.rot90(images[:1], 1, axes=(1, 2)) (square images)
 """
 
 from __future__ import annotations
@@ -37,6 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gsgen.models import cnn
+from gsgen.models import init
 
 LOC_CHANNELS = (16, 16, 32, 32)
 LOC_HIDDEN = 64
@@ -45,6 +38,9 @@ IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # theta, row-major
 
 def affine_grid(theta: jax.Array, height: int, width: int) -> jax.Array:
   """The source points that an affine warp samples for each output pixel.
+
+  ``source = theta @ (x, y, 1)`` for each output pixel centre ``(x, y)``, in normalised
+  coordinates whose outer image edges are -1 and +1 (x along the width, y down the height).
 
   Args:
     theta: ``[batch, 2, 3]`` affine matrices from output to source normalised coordinates.
@@ -71,8 +67,8 @@ def bilinear_sample(images: jax.Array, grid: jax.Array) -> jax.Array:
 
   Args:
     images: ``[batch, height, width, channels]``.
-    grid: ``[batch, out_height, out_width, 2]`` normalised ``(x, y)`` points (see the module
-      docstring for the convention).
+    grid: ``[batch, out_height, out_width, 2]`` normalised ``(x, y)`` points: the image's
+      outer edges at -1 and +1, x along the width, y down the height.
 
   Returns:
     ``[batch, out_height, out_width, channels]``.
@@ -137,14 +133,21 @@ class SpatialTransformer(nnx.Module):
     """
     widths = (in_channels,) + tuple(loc_channels)
     self.loc_convs = nnx.List([
-        nnx.Conv(a, b, (4, 4), strides=2, padding=((1, 1), (1, 1)), rngs=rngs)
+        init.torch_conv(a, b, 4, strides=2, padding=1, rngs=rngs)
         for a, b in zip(widths, widths[1:])])
     # Flattening (rather than pooling) keeps where things are, which a translation needs.
     side = image_size // 2 ** len(loc_channels)
-    self.loc_hidden = nnx.Linear(side * side * widths[-1], loc_hidden, rngs=rngs)
+    self.loc_hidden = init.torch_linear(side * side * widths[-1], loc_hidden, rngs=rngs)
+    # Zero weights and the identity bias: the warp starts as the identity (Jaderberg et al.).
     self.loc_theta = nnx.Linear(loc_hidden, 6, kernel_init=nnx.initializers.zeros_init(),
                                 bias_init=_identity_init, rngs=rngs)
     self.cnn = cnn.CNN(num_outputs, in_channels=in_channels, rngs=rngs)
+    self.encoding_size = self.cnn.encoding_size
+
+  @property
+  def head(self) -> nnx.Linear:
+    """The CNN's head: maps `encode` to the outputs."""
+    return self.cnn.head
 
   def transform(self, x: jax.Array) -> jax.Array:
     """The affine maps the localisation network predicts.
@@ -161,5 +164,16 @@ class SpatialTransformer(nnx.Module):
     h = jax.nn.relu(self.loc_hidden(jnp.reshape(h, (h.shape[0], -1))))
     return jnp.reshape(self.loc_theta(h), (-1, 2, 3))
 
+  def encode(self, x: jax.Array) -> jax.Array:
+    """The CNN's encoding of the warped image, which the head reads.
+
+    Args:
+      x: images ``[batch, 64, 64, in_channels]``.
+
+    Returns:
+      ``[batch, encoding_size]``.
+    """
+    return self.cnn.encode(warp(x, self.transform(x)))
+
   def __call__(self, x: jax.Array) -> jax.Array:
-    return self.cnn(warp(x, self.transform(x)))
+    return self.head(self.encode(x))

@@ -1,0 +1,96 @@
+"""PyTorch's default initialisation of ``nn.Linear`` and ``nn.Conv2d``, for Flax NNX layers.
+
+The study's small models (MLP, CNN, CoordConv, SetEncoder, spatial transformer) were trained
+from PyTorch's defaults, under which kernel and bias are both uniform in +-1/sqrt(fan_in),
+with fan_in = in_features (Linear) or in_channels * kh * kw (Conv). Flax's defaults (LeCun
+normal kernels, zero biases) start elsewhere, so these constructors give parity with the
+reference; see docs/models.md for the derivation of the bound.
+
+Synopsis::
+
+  from flax import nnx
+  from gsgen.models import init
+  dense = init.torch_linear(4096, 512, rngs=nnx.Rngs(0))     # |w|, |b| < 1/64
+  conv = init.torch_conv(3, 32, 4, strides=2, padding=1, rngs=nnx.Rngs(0))  # < 1/sqrt(48)
+  init.bound(48)                                             # 0.1443...
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def bound(fan_in: int) -> float:
+  """The half-width 1/sqrt(fan_in) of PyTorch's default uniform initialisation.
+
+  Args:
+    fan_in: inputs that each output sums over.
+
+  Returns:
+    1 / sqrt(fan_in).
+  """
+  if fan_in < 1:
+    raise ValueError(f"fan_in must be a positive integer, not {fan_in}.")
+  return 1.0 / math.sqrt(fan_in)
+
+
+def torch_uniform(fan_in: int) -> nnx.Initializer:
+  """An initialiser drawing U(-1/sqrt(fan_in), +1/sqrt(fan_in)), for kernels and biases alike.
+
+  Args:
+    fan_in: the layer's fan-in (not inferred from the shape: a bias has none of its own).
+
+  Returns:
+    ``init(key, shape, dtype=float32) -> array``, as Flax's ``kernel_init`` / ``bias_init``.
+  """
+  b = bound(fan_in)
+
+  def init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+    return jax.random.uniform(key, shape, dtype, -b, b)
+
+  return init
+
+
+def torch_linear(in_features: int, out_features: int, *, rngs: nnx.Rngs,
+                 **kwargs) -> nnx.Linear:
+  """``nnx.Linear`` initialised as PyTorch's ``nn.Linear``.
+
+  Args:
+    in_features: inputs (the fan-in).
+    out_features: outputs.
+    rngs: parameter initialisation.
+    **kwargs: further ``nnx.Linear`` options (not ``kernel_init`` / ``bias_init``).
+
+  Returns:
+    The layer, kernel and bias U(+-1/sqrt(in_features)).
+  """
+  init = torch_uniform(in_features)
+  return nnx.Linear(in_features, out_features, kernel_init=init, bias_init=init, rngs=rngs,
+                    **kwargs)
+
+
+def torch_conv(in_features: int, out_features: int, kernel_size: int, *, rngs: nnx.Rngs,
+               strides: int = 1, padding: int | str = 0, **kwargs) -> nnx.Conv:
+  """A square ``nnx.Conv`` initialised and padded as PyTorch's ``nn.Conv2d``.
+
+  Args:
+    in_features: input channels.
+    out_features: output channels.
+    kernel_size: height and width of the kernel.
+    rngs: parameter initialisation.
+    strides: spatial stride.
+    padding: zeros added on every side (PyTorch's integer ``padding``), or "VALID" / "SAME".
+    **kwargs: further ``nnx.Conv`` options (not ``kernel_init`` / ``bias_init``).
+
+  Returns:
+    The layer, kernel and bias U(+-1/sqrt(in_features * kernel_size**2)).
+  """
+  if isinstance(padding, int):
+    padding = ((padding, padding), (padding, padding))
+  init = torch_uniform(in_features * kernel_size * kernel_size)
+  return nnx.Conv(in_features, out_features, (kernel_size, kernel_size), strides=strides,
+                  padding=padding, kernel_init=init, bias_init=init, rngs=rngs, **kwargs)
