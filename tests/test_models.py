@@ -13,7 +13,7 @@ from model_checks import (abstract_call, abstract_model, assert_call_is_head_of_
 
 from gsgen import models
 from gsgen.models import cnn
-from gsgen.models import init
+from gsgen.models import torch_init as init
 from gsgen.models import mlp
 from gsgen.models import num_params
 

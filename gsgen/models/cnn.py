@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gsgen.models import init
+from gsgen.models import torch_init as init
 
 CHANNELS = (32, 32, 64, 64)
 FEATURES = 256

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gsgen.models import init
+from gsgen.models import torch_init as init
 
 HIDDEN = (512, 512, 512)
 

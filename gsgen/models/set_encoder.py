@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gsgen.models import coordconv
-from gsgen.models import init
+from gsgen.models import torch_init as init
 from gsgen.models import mlp
 
 ELEMENT_WIDTHS = (32, 64)

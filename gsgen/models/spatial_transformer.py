@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from gsgen.models import cnn
-from gsgen.models import init
+from gsgen.models import torch_init as init
 
 LOC_CHANNELS = (16, 16, 32, 32)
 LOC_HIDDEN = 64

@@ -9,10 +9,10 @@ reference; see docs/models.md for the derivation of the bound.
 Synopsis::
 
   from flax import nnx
-  from gsgen.models import init
-  dense = init.torch_linear(4096, 512, rngs=nnx.Rngs(0))     # |w|, |b| < 1/64
-  conv = init.torch_conv(3, 32, 4, strides=2, padding=1, rngs=nnx.Rngs(0))  # < 1/sqrt(48)
-  init.bound(48)                                             # 0.1443...
+  from gsgen.models import torch_init
+  dense = torch_init.torch_linear(4096, 512, rngs=nnx.Rngs(0))     # |w|, |b| < 1/64
+  conv = torch_init.torch_conv(3, 32, 4, strides=2, padding=1, rngs=nnx.Rngs(0))  # < 1/sqrt(48)
+  torch_init.bound(48)                                           # 0.1443...
 """
 
 from __future__ import annotations
