@@ -73,6 +73,10 @@ class Checkpointer:
         state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
     return restored["state"], restored["meta"]
 
+  def wait(self) -> None:
+    """Waits until pending saves are on disk."""
+    self._manager.wait_until_finished()
+
   def close(self) -> None:
     """Waits for pending saves and releases the manager."""
     self._manager.wait_until_finished()

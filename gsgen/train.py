@@ -88,6 +88,23 @@ def make_train_step(graphdef, stage: learner_lib.Stage, spec, render, mesh, key)
   return jax.jit(train_step, donate_argnums=0, out_shardings=(replicated, replicated))
 
 
+def make_state_loss(graphdef, stage: learner_lib.Stage, spec, render, key):
+  """The jitted ``(state, batch, step) -> loss`` of a state as it is, without updating it.
+
+  A state is only saved once the loss it gives is finite: an update can leave every
+  parameter finite yet so large that the next loss overflows, and a checkpoint of it would
+  fail again on every resume.
+  """
+
+  def state_loss(state, batch, step):
+    model, _ = nnx.merge(graphdef, state)
+    model.train()
+    return stage.learner.loss(model, prepare_batch(batch, spec, render),
+                              jax.random.fold_in(key, step))[0]
+
+  return jax.jit(state_loss)
+
+
 def make_predict(graphdef, learner: learner_lib.Learner, spec, render):
   """The jitted ``(state, batch) -> normalised targets`` of a learner, in inference mode."""
 
@@ -272,6 +289,7 @@ def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, log, 
   if begin >= stop:
     return state
   train_step = make_train_step(graphdef, stage, source.spec, render, mesh, key)
+  state_loss = make_state_loss(graphdef, stage, source.spec, render, key)
   batch_size = config.train.batch_size
   batches = input_pipeline.TrainBatches(source, batch_size, config.seed, mesh,
                                         sampler=stage.learner.sampler)
@@ -282,7 +300,8 @@ def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, log, 
                   disable=not config.progress or jax.process_index() != 0)
   for step in range(begin + 1, stop + 1):
     local = step - offset  # the stage's own step count: its data order and key
-    state, metrics = train_step(state, batches.get(local - 1), jnp.int32(local))
+    batch = batches.get(local - 1)
+    state, metrics = train_step(state, batch, jnp.int32(local))
     pending.append((step, metrics))
     bar.update(1)
     if step % config.train.log_every == 0 or step == stop or ckpt.should_save(step):
@@ -295,6 +314,10 @@ def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, log, 
       bar.set_postfix(loss=f"{row['loss']:.4g}", img_s=f"{rate:,.0f}")
       pending, tick, tick_step = [], now, step
     if ckpt.should_save(step) or step == stop:
+      loss = float(state_loss(state, batch, jnp.int32(local)))
+      if not np.isfinite(loss):
+        raise FloatingPointError(_divergence(f"the loss of the updated state ({loss})", step,
+                                             ckpt))
       ckpt.save(step, _saved(state), {"step": step, "seed": config.seed,
                                       "identity": run_id, "stage": stage.name})
   bar.close()
@@ -311,24 +334,25 @@ def _final_metrics(rows: list[dict], stages) -> dict:
 
 
 def _check_finite(fetched, ckpt):
-  """Refuses to go on (and so to save) once a loss or the updated parameters are not finite.
-
-  The parameter norm is taken after each update, so a step whose update blew the
-  parameters up is caught before its state can be saved.
-  """
+  """Stops (before any save) once a loss or the updated parameters are not finite."""
   for step, metrics in fetched:
     for name, what in (("loss", "loss"), ("param_norm", "parameters after the update")):
       value = float(metrics[name])
       if not np.isfinite(value):
-        good = ckpt.latest_step()
-        resume = (f"the last good checkpoint is step {good}: rerun with the same --workdir, a "
-                  f"lower --config.optim.learning_rate and --accept_config_changes to "
-                  f"resume from it" if good else
-                  "no checkpoint was saved: rerun with a lower --config.optim.learning_rate")
-        raise FloatingPointError(
-            f"non-finite {what} ({value}) at step {step}; nothing from it was saved. Lower "
-            f"the learning rate or check the data; {resume}.")
+        raise FloatingPointError(_divergence(f"non-finite {what} ({value})", step, ckpt))
   return fetched
+
+
+def _divergence(what: str, step: int, ckpt) -> str:
+  """The message of a diverged run: what, where, and how to resume from the last good save."""
+  ckpt.wait()
+  good = ckpt.latest_step()
+  resume = (f"the last good checkpoint is step {good}: rerun with the same --workdir, a "
+            f"lower --config.optim.learning_rate and --accept_config_changes to resume "
+            f"from it" if good else
+            "no checkpoint was saved: rerun with a lower --config.optim.learning_rate")
+  return (f"{what} at step {step}; nothing from it was saved. Lower the learning rate or "
+          f"check the data; {resume}.")
 
 
 def _evaluate(config, source, predict, mesh) -> dict:
