@@ -45,7 +45,7 @@ def wait_for(predicate, proc, timeout=300):
 
 
 def test_a_second_run_on_a_live_workdir_is_refused_and_the_first_is_unharmed(tmp_path):
-  first = launch(tmp_path, "--config.train.steps=300", "--config.train.log_every=1",
+  first = launch(tmp_path, "--config.train.steps=120", "--config.train.log_every=1",
                  "--config.train.checkpoint_every=100")
   metrics = tmp_path / "metrics.jsonl"
   wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, first)
@@ -56,8 +56,8 @@ def test_a_second_run_on_a_live_workdir_is_refused_and_the_first_is_unharmed(tmp
   out, err = first.communicate(timeout=600)
   assert first.returncode == 0, err
   results = json.loads((tmp_path / "results.json").read_text())
-  assert results["seed"] == 0 and results["steps"] == 300
-  assert [r["step"] for r in rows(tmp_path)] == list(range(1, 301))
+  assert results["seed"] == 0 and results["steps"] == 120
+  assert [r["step"] for r in rows(tmp_path)] == list(range(1, 121))
 
 
 def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
