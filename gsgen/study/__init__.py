@@ -1,0 +1,196 @@
+"""A study: every cell (dataset x split x approach x seed) of a sweep, each its own workdir.
+
+Synopsis::
+
+  from gsgen import study
+  s = study.load("cpu")                      # experiments/studies/cpu.py, or a path
+  cells = s.cells()
+  cells[0].name                              # 'dsprites-random-cnn-cpu-seed0'
+  cells[0].config()                          # the ConfigDict `python -m gsgen.main` would run
+
+  python -m gsgen.study run --study=cpu --workdir=workdirs/study --jobs=2
+  python -m gsgen.study report --workdir=workdirs/study
+
+A study definition is data (a ``STUDY`` dict in a Python file): which datasets, splits, seeds
+and approaches, with which preset and config overrides. A cell's workdir name carries
+everything that identifies it, so a finished cell is never mistaken for another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import os
+import re
+
+import ml_collections
+
+from gsgen.configs import benchmark
+
+# Where the named studies live (a checkout's experiments/studies); a path works anywhere.
+STUDIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "experiments", "studies")
+GROUPS = ("supervised", "unsupervised", "weakly_supervised", "transfer")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  """One training run of a study.
+
+  Attributes:
+    dataset, split, approach, seed: what the cell is.
+    preset: the config preset.
+    model, learner: the approach's model and learner.
+    group: the approach's kind (`GROUPS`), for figures and claims.
+    source: the data source.
+    overrides: ``(field, value)`` pairs applied after the preset, sorted.
+  """
+  dataset: str
+  split: str
+  approach: str
+  seed: int
+  preset: str
+  model: str
+  learner: str
+  group: str
+  source: str = "procedural"
+  overrides: tuple = ()
+
+  @property
+  def name(self) -> str:
+    """The workdir name: dataset, split, approach, preset, overrides, source and seed."""
+    parts = [self.dataset, self.split, self.approach, self.preset]
+    if self.overrides:
+      text = ",".join(f"{k}={_text(v)}" for k, v in self.overrides)
+      slug = re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
+      if len(slug) > 60:
+        slug = slug[:40] + "~" + hashlib.sha1(text.encode()).hexdigest()[:10]
+      parts.append(slug)
+    if self.source != "procedural":
+      parts.append(self.source.replace(":", "_"))
+    return "-".join(parts + [f"seed{self.seed}"])
+
+  def config_arg(self) -> str:
+    """The ``--config=benchmark:...`` argument of the cell."""
+    return (f"dataset={self.dataset},split={self.split},model={self.model},"
+            f"learner={self.learner},seed={self.seed},source={self.source},"
+            f"preset={self.preset}")
+
+  def flags(self) -> list[str]:
+    """The ``--config.<field>=<value>`` flags of the overrides."""
+    return [f"--config.{k}={_text(v)}" for k, v in self.overrides]
+
+  def config(self) -> ml_collections.ConfigDict:
+    """The cell's full config, as the launcher builds it."""
+    config = benchmark.get_config(self.config_arg())
+    for field, value in self.overrides:
+      *path, last = field.split(".")
+      node = config
+      for p in path:
+        node = node[p]
+      if last not in node:
+        raise ValueError(f"cell {self.name}: unknown config field {field!r}.")
+      node[last] = type(node[last])(value) if isinstance(node[last], tuple) else value
+    return config
+
+
+def _text(value) -> str:
+  if isinstance(value, (tuple, list)):
+    return "(" + ",".join(map(str, value)) + ("," if len(value) == 1 else "") + ")"
+  return str(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  """A study definition (see the module docstring).
+
+  Attributes:
+    name: the study's name.
+    datasets, splits, seeds: the grid of cells.
+    approaches: approach name -> dict with ``model`` (default cnn), ``learner`` (default
+      regression), ``group`` (default supervised), optional ``preset``, ``overrides``
+      (``{field: value}``) and ``datasets`` (to restrict it).
+    preset: the default preset.
+    source: the data source of every cell.
+    overrides: ``{field: value}`` for every cell (an approach's own win).
+  """
+  name: str
+  datasets: tuple
+  splits: tuple
+  seeds: tuple
+  approaches: dict
+  preset: str = "cpu"
+  source: str = "procedural"
+  overrides: dict = dataclasses.field(default_factory=dict)
+
+  def cells(self) -> list[Cell]:
+    """Every cell, in a fixed order (approach, dataset, split, seed)."""
+    out = []
+    for approach, spec in self.approaches.items():
+      unknown = set(spec) - {"model", "learner", "group", "preset", "overrides", "datasets"}
+      if unknown:
+        raise ValueError(f"study {self.name}: approach {approach!r} has unknown keys "
+                         f"{sorted(unknown)}.")
+      group = spec.get("group", "supervised")
+      if group not in GROUPS:
+        raise ValueError(f"study {self.name}: approach {approach!r} has group {group!r}; "
+                         f"choose one of {', '.join(GROUPS)}.")
+      overrides = tuple(sorted({**self.overrides, **spec.get("overrides", {})}.items()))
+      for dataset in spec.get("datasets", self.datasets):
+        for split in self.splits:
+          for seed in self.seeds:
+            out.append(Cell(dataset, split, approach, int(seed), spec.get("preset", self.preset),
+                            spec.get("model", "cnn"), spec.get("learner", "regression"), group,
+                            self.source, overrides))
+    return out
+
+
+def load(name_or_path: str) -> Study:
+  """A study by name (``experiments/studies/<name>.py``) or by the path of its file.
+
+  Raises:
+    FileNotFoundError: no such study; the message lists the named ones.
+  """
+  path = name_or_path
+  if not path.endswith(".py"):
+    path = os.path.join(STUDIES_DIR, f"{name_or_path}.py")
+  if not os.path.isfile(path):
+    known = sorted(f[:-3] for f in os.listdir(STUDIES_DIR) if f.endswith(".py")) \
+        if os.path.isdir(STUDIES_DIR) else []
+    raise FileNotFoundError(f"no study {name_or_path!r} (looked for {path}); named studies: "
+                            f"{', '.join(known) or 'none'}, or give the path of a study file.")
+  spec = importlib.util.spec_from_file_location(f"gsgen_study_{os.path.basename(path)[:-3]}",
+                                                path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  fields = dict(module.STUDY)
+  for key in ("datasets", "splits", "seeds"):
+    fields[key] = tuple(fields[key])
+  return Study(**fields)
+
+
+def write_manifest(study: Study, workdir: str) -> None:
+  """Records which cells the study in ``workdir`` has (the report reads it back)."""
+  os.makedirs(workdir, exist_ok=True)
+  cells = [dataclasses.asdict(c) | {"name": c.name} for c in study.cells()]
+  from gsgen import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  workdir_lib.write_json(os.path.join(workdir, "study.json"),
+                         {"name": study.name, "cells": cells})
+
+
+def read_manifest(workdir: str) -> list[Cell]:
+  """The cells of the study run in ``workdir``.
+
+  Raises:
+    FileNotFoundError: no study was run there.
+  """
+  path = os.path.join(workdir, "study.json")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{workdir} holds no study (no study.json); run one with "
+                            f"python -m gsgen.study run --study=NAME --workdir={workdir}")
+  with open(path) as f:
+    cells = json.load(f)["cells"]
+  return [Cell(**{k: (tuple(tuple(p) for p in v) if k == "overrides" else v)
+                  for k, v in c.items() if k != "name"}) for c in cells]

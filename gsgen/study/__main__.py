@@ -1,0 +1,62 @@
+"""The study command line: run a study's cells, or report on them.
+
+Synopsis::
+
+  python -m gsgen.study run --study=cpu --workdir=workdirs/study --jobs=2
+  python -m gsgen.study run --study=paper --workdir=/shared/study --executor=ray \
+      --address=auto --gpus_per_cell=0.25
+  python -m gsgen.study report --workdir=workdirs/study
+  python -m gsgen.study list --study=paper
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gsgen import study as study_lib
+from gsgen.study import report
+from gsgen.study import runner
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m gsgen.study",
+                                   description=__doc__.split("\n")[0])
+  sub = parser.add_subparsers(dest="command", required=True)
+  run = sub.add_parser("run", help="train every unfinished cell, then write the report")
+  run.add_argument("--study", required=True, help="smoke, cpu, paper, or a study file")
+  run.add_argument("--workdir", required=True, help="the study's folder (one per cell inside)")
+  run.add_argument("--jobs", type=int, default=1, help="cells at once (local executor)")
+  run.add_argument("--retries", type=int, default=2, help="attempts after a failure")
+  run.add_argument("--executor", default="local", choices=runner.EXECUTORS)
+  run.add_argument("--address", default=None, help="Ray cluster address (e.g. auto)")
+  run.add_argument("--gpus_per_cell", type=float, default=0.0,
+                   help="Ray: the GPU share of a cell (0.25 packs four on one GPU)")
+  run.add_argument("--no_report", action="store_true", help="skip the report at the end")
+  rep = sub.add_parser("report", help="results.csv, leaderboard.md, claims.md and figures/")
+  rep.add_argument("--workdir", required=True)
+  rep.add_argument("--no_figures", action="store_true")
+  lst = sub.add_parser("list", help="print a study's cells and their workdir names")
+  lst.add_argument("--study", required=True)
+  args = parser.parse_args(argv)
+  try:
+    if args.command == "list":
+      for cell in study_lib.load(args.study).cells():
+        print(cell.name)
+      return 0
+    if args.command == "report":
+      report.write_all(args.workdir, figures=not args.no_figures)
+      return 0
+    summary = runner.run(study_lib.load(args.study), args.workdir, jobs=args.jobs,
+                         retries=args.retries, executor=args.executor, address=args.address,
+                         gpus_per_cell=args.gpus_per_cell)
+    if not args.no_report:
+      report.write_all(args.workdir)
+    return 1 if summary["failed"] else 0
+  except (ValueError, FileNotFoundError, ImportError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,205 @@
+"""Runs the cells of a study through the launcher, on local worker processes or a Ray cluster.
+
+Synopsis::
+
+  from gsgen import study
+  from gsgen.study import runner
+  summary = runner.run(study.load("smoke"), "workdirs/smoke", jobs=2)
+  summary["failed"]                       # cells that failed after their retries
+
+Every cell is one ``python -m gsgen.main`` process in its own workdir, so a lost worker costs
+only the steps since its cell's last checkpoint: the next attempt resumes there. Finished
+cells are skipped; a failing cell is retried, then reported, and never stops the others.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Callable
+
+from gsgen import workdir as workdir_lib
+from gsgen.study import Cell
+from gsgen.study import Study
+from gsgen.study import write_manifest
+
+EXECUTORS = ("local", "ray")
+
+
+def command(cell: Cell, workdir: str) -> list[str]:
+  """The launcher command of ``cell`` with its workdir under the study's ``workdir``."""
+  return [sys.executable, "-m", "gsgen.main", f"--config=benchmark:{cell.config_arg()}",
+          *cell.flags(), "--config.progress=False",
+          f"--workdir={os.path.join(workdir, cell.name)}"]
+
+
+def is_finished(cell: Cell, workdir: str) -> bool:
+  """Whether ``cell`` has results of exactly its config (not of another cell's)."""
+  path = os.path.join(workdir, cell.name, "results.json")
+  if not os.path.isfile(path):
+    return False
+  with open(path) as f:
+    saved = json.load(f)["config"]
+  want = json.loads(json.dumps(cell.config().to_dict()))
+  ignore = lambda d: {k: v for k, v in workdir_lib.flatten(d).items() if k != "progress"}
+  return ignore(saved) == ignore(want)
+
+
+def _attempt(argv: list[str], log_path: str, env: dict | None = None) -> int:
+  """Runs one attempt of a cell, appending its output to the cell's log; the exit code."""
+  os.makedirs(os.path.dirname(log_path), exist_ok=True)
+  with open(log_path, "a") as log:
+    log.write(f"\n$ {' '.join(argv)}\n")
+    log.flush()
+    return subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False,
+                          env={**os.environ, **(env or {})}).returncode
+
+
+def _shared_device_env(share: float) -> dict:
+  """Lets several cells share an accelerator: JAX then allocates memory as it needs it
+  instead of taking most of the device at start."""
+  env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+  if 0 < share < 1:
+    env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{share * 0.9:.3f}"
+  return env
+
+
+@dataclasses.dataclass
+class _Progress:
+  """Cells done, running and failed, and an estimate of the time left."""
+  total: int
+  jobs: int
+  done: int = 0
+  failed: int = 0
+  skipped: int = 0
+  durations: list = dataclasses.field(default_factory=list)
+
+  def line(self, running: int) -> str:
+    left = self.total - self.done - self.failed
+    eta = "unknown"
+    if self.durations:
+      per_cell = sum(self.durations) / len(self.durations)
+      seconds = per_cell * max(left - running / 2, 0) / max(self.jobs, 1)
+      eta = time.strftime("%H:%M:%S", time.gmtime(seconds))
+    return (f"[{self.done}/{self.total} done ({self.skipped} already), {running} running, "
+            f"{self.failed} failed] time left about {eta}")
+
+
+def run(study: Study, workdir: str, *, jobs: int = 1, retries: int = 2,
+        executor: str = "local", address: str | None = None, gpus_per_cell: float = 0.0,
+        print_fn: Callable[[str], None] = print) -> dict:
+  """Runs every unfinished cell of ``study``.
+
+  Args:
+    study: the study.
+    workdir: the study's folder; cell ``c`` runs in ``workdir/c.name``.
+    jobs: cells at once (local executor; Ray schedules by its resources).
+    retries: attempts after the first before a cell counts as failed.
+    executor: ``local`` worker processes or ``ray``.
+    address: the Ray cluster (``auto``, ``ray://host:10001``); None starts a local one.
+    gpus_per_cell: Ray's GPU share per cell (0.25 packs four small cells on one GPU).
+    print_fn: where progress lines go.
+
+  Returns:
+    ``{"done": [names], "skipped": [names], "failed": {name: exit code}}``.
+  """
+  if executor not in EXECUTORS:
+    raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}.")
+  write_manifest(study, workdir)
+  cells = study.cells()
+  todo = [c for c in cells if not is_finished(c, workdir)]
+  skipped = [c.name for c in cells if c not in todo]
+  progress = _Progress(len(cells), jobs, done=len(skipped), skipped=len(skipped))
+  if not todo:
+    print_fn(f"study {study.name}: all {len(cells)} cells are finished in {workdir}; nothing "
+             f"to do.")
+    return {"done": [], "skipped": skipped, "failed": {}}
+  print_fn(f"study {study.name}: {len(todo)} of {len(cells)} cells to run in {workdir} "
+           f"({executor}, {'jobs ' + str(jobs) if executor == 'local' else 'Ray'}).")
+  submit = (_local_pool(jobs, _shared_device_env(1.0 / jobs) if jobs > 1 else {})
+            if executor == "local" else
+            _ray_pool(address, gpus_per_cell, _shared_device_env(gpus_per_cell)))
+  attempts = collections.Counter()
+  done, failed = [], {}
+  queue = collections.deque(todo)
+  running = {}
+  while queue or running:
+    while queue and submit.has_room(len(running)):
+      cell = queue.popleft()
+      attempts[cell] += 1
+      running[cell] = (submit(command(cell, workdir),
+                              os.path.join(workdir, cell.name, "log.txt")), time.time())
+    finished = submit.wait([handle for handle, _ in running.values()])
+    for cell, (handle, start) in list(running.items()):
+      if handle not in finished:
+        continue
+      code = finished[handle]
+      del running[cell]
+      if code == 0:
+        done.append(cell.name)
+        progress.done += 1
+        progress.durations.append(time.time() - start)
+        print_fn(f"done   {cell.name} ({time.time() - start:.0f} s)  {progress.line(len(running))}")
+      elif attempts[cell] <= retries:
+        print_fn(f"retry  {cell.name} (exit {code}, attempt {attempts[cell]} of "
+                 f"{retries + 1}); it resumes from its last checkpoint")
+        queue.append(cell)
+      else:
+        failed[cell.name] = code
+        progress.failed += 1
+        print_fn(f"FAILED {cell.name} (exit {code}; see {os.path.join(workdir, cell.name)}/"
+                 f"log.txt)  {progress.line(len(running))}")
+  print_fn(f"study {study.name}: {len(done)} cells run, {len(skipped)} were finished, "
+           f"{len(failed)} failed" + (f": {', '.join(failed)}" if failed else "") + ".")
+  return {"done": done, "skipped": skipped, "failed": failed}
+
+
+class _local_pool:  # pylint: disable=invalid-name
+  """Worker processes on this machine: one thread waits on each cell's process."""
+
+  def __init__(self, jobs: int, env: dict):
+    import concurrent.futures  # pylint: disable=g-import-not-at-top
+    self._pool = concurrent.futures.ThreadPoolExecutor(max(jobs, 1))
+    self._jobs, self._env = max(jobs, 1), env
+
+  def has_room(self, running: int) -> bool:
+    return running < self._jobs
+
+  def __call__(self, argv, log_path):
+    return self._pool.submit(_attempt, argv, log_path, self._env)
+
+  def wait(self, handles) -> dict:
+    import concurrent.futures  # pylint: disable=g-import-not-at-top
+    done, _ = concurrent.futures.wait(handles, return_when=concurrent.futures.FIRST_COMPLETED)
+    return {h: h.result() for h in done}
+
+
+class _ray_pool:  # pylint: disable=invalid-name
+  """Cells as Ray tasks; Ray places them by their CPU and (fractional) GPU shares."""
+
+  def __init__(self, address, gpus_per_cell, env):
+    try:
+      import ray  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      raise ImportError("the ray executor needs Ray: pip install -e '.[ray]'") from None
+    self._ray = ray
+    if not ray.is_initialized():
+      ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    self._task = ray.remote(num_cpus=1, num_gpus=gpus_per_cell, max_retries=0)(_attempt)
+    self._env = env
+
+  def has_room(self, running: int) -> bool:
+    del running
+    return True  # Ray queues tasks until resources free up
+
+  def __call__(self, argv, log_path):
+    return self._task.remote(argv, log_path, self._env)
+
+  def wait(self, handles) -> dict:
+    ready, _ = self._ray.wait(list(handles), num_returns=1)
+    return {h: self._ray.get(h) for h in ready}

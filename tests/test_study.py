@@ -1,0 +1,131 @@
+"""The study runner end to end on the smoke study: local workers, Ray, a killed worker, a
+finished study, a partial report; and what identifies a cell."""
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gsgen import study as study_lib
+from gsgen.study import report
+from gsgen.study import runner
+
+SMOKE = study_lib.load("smoke")
+
+
+def table(workdir):
+  with open(os.path.join(workdir, "results.csv")) as f:
+    return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("smoke_study"))
+  lines = []
+  summary = runner.run(SMOKE, workdir, jobs=2, print_fn=lines.append)
+  report.write_all(workdir, print_fn=lines.append)
+  return workdir, summary, lines
+
+
+def test_the_smoke_study_runs_end_to_end_with_local_workers(finished):
+  workdir, summary, lines = finished
+  assert sorted(summary["done"]) == sorted(c.name for c in SMOKE.cells())
+  assert not summary["failed"]
+  assert any("4/4 done" in line and "time left" in line for line in lines)
+  rows = table(workdir)
+  assert len(rows) == 4 and {r["data_source"] for r in rows} == {"procedural"}
+  assert all(r["test.rsquared"] for r in rows)
+  for name in ("leaderboard.md", "claims.md", "figures/1_splits_dsprites.png",
+               "figures/2_r2_by_split.png", "figures/3_modularity.png",
+               "figures/4_towards_mean.png", "figures/5_predictions_dsprites.png"):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+  board = open(os.path.join(workdir, "leaderboard.md")).read()
+  assert "## dsprites leaderboard (procedural data" in board and "| cnn |" in board
+  claims = open(os.path.join(workdir, "claims.md")).read()
+  assert "Extrapolation is the hardest split" in claims and "**" in claims
+  # Test scores reach TensorBoard too.
+  cell = os.path.join(workdir, SMOKE.cells()[0].name, "tensorboard")
+  assert any(b"test/rsquared" in open(os.path.join(cell, f), "rb").read()
+             for f in os.listdir(cell))
+
+
+def test_a_second_run_does_nothing_and_says_so(finished):
+  workdir, _, _ = finished
+  lines = []
+  summary = runner.run(SMOKE, workdir, jobs=2, print_fn=lines.append)
+  assert summary == {"done": [], "skipped": [c.name for c in SMOKE.cells()], "failed": {}}
+  assert "all 4 cells are finished" in lines[0] and "nothing to do" in lines[0]
+
+
+def test_a_report_on_a_partial_study_names_what_is_missing(finished, tmp_path):
+  workdir, _, _ = finished
+  partial = tmp_path / "partial"
+  shutil.copytree(workdir, partial)
+  gone = SMOKE.cells()[1].name
+  os.remove(partial / gone / "results.json")
+  lines = []
+  out = report.write_all(str(partial), figures=False, print_fn=lines.append)
+  assert out["missing"] == [gone] and out["rows"] == 3
+  assert any("1 of 4 cells have no results yet: " + gone in line for line in lines)
+  assert "3 finished cells" in (partial / "claims.md").read_text()
+
+
+def test_a_killed_worker_does_not_stop_the_study_and_the_table_is_the_same(finished,
+                                                                           tmp_path):
+  workdir, _, _ = finished
+  killed = str(tmp_path / "killed")
+  proc = subprocess.Popen([sys.executable, "-m", "gsgen.study", "run", "--study=smoke",
+                           f"--workdir={killed}", "--jobs=1", "--no_report"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  lock = os.path.join(killed, SMOKE.cells()[0].name, "run.lock")
+  start = time.time()
+  while not (os.path.exists(lock) and open(lock).read().startswith("pid ")):
+    assert proc.poll() is None and time.time() - start < 300
+    time.sleep(0.05)
+  os.kill(int(open(lock).read().split()[1]), signal.SIGKILL)  # the cell's worker process
+  out, _ = proc.communicate(timeout=900)
+  assert proc.returncode == 0, out
+  assert "retry  " + SMOKE.cells()[0].name + " (exit -9" in out
+  report.write_all(killed, figures=False, print_fn=lambda _: None)
+  assert table(killed) == table(workdir)
+
+
+def test_the_smoke_study_runs_on_a_local_ray_instance(tmp_path):
+  ray = pytest.importorskip("ray")
+  ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+  try:
+    summary = runner.run(SMOKE, str(tmp_path), executor="ray", print_fn=lambda _: None)
+  finally:
+    ray.shutdown()
+  assert len(summary["done"]) == 4 and not summary["failed"]
+  assert all(os.path.exists(tmp_path / c.name / "results.json") for c in SMOKE.cells())
+
+
+def test_a_cell_name_carries_preset_overrides_and_seed():
+  cell = study_lib.Cell("mpi3d", "extrapolation", "cnn", 3, "cpu", "cnn", "regression",
+                        "supervised", overrides=(("train.steps", 500),))
+  assert cell.name == "mpi3d-extrapolation-cnn-cpu-train.steps=500-seed3"
+  assert cell.config().train.steps == 500 and cell.config().seed == 3
+  smoke = study_lib.Cell("mpi3d", "extrapolation", "cnn", 3, "smoke", "cnn", "regression",
+                         "supervised")
+  assert smoke.name != cell.name
+
+
+def test_a_finished_cell_of_another_preset_is_not_taken_for_this_one(finished, tmp_path):
+  workdir, _, _ = finished
+  cell = SMOKE.cells()[0]
+  assert runner.is_finished(cell, workdir)
+  cpu = study_lib.Cell(**{**cell.__dict__, "preset": "cpu"})
+  shutil.copytree(os.path.join(workdir, cell.name), tmp_path / cpu.name)
+  assert not runner.is_finished(cpu, str(tmp_path))  # the folder holds smoke results
+
+
+def test_unknown_study_lists_the_named_ones():
+  with pytest.raises(FileNotFoundError, match="named studies: .*cpu.*smoke"):
+    study_lib.load("tiny")
