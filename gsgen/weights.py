@@ -27,7 +27,6 @@ import argparse
 import dataclasses
 import functools
 import hashlib
-import os
 import re
 from typing import Callable
 
@@ -109,8 +108,8 @@ SCHEMES = (
 MODELS = tuple(sorted({m for s in SCHEMES for m in s.maps}))
 # torchvision's released DenseNet files spell "denselayer1.norm.1"; torchvision's loader
 # renames them to "norm1" with this pattern, and so does gsgen.
-_OLD_DENSENET = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_OLD_DENSENET = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+                           r"((?:[12])\.(?:weight|bias|running_mean|running_var))$")
 
 
 def normalise_names(names) -> dict[str, str]:
