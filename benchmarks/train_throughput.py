@@ -4,16 +4,20 @@ Usage::
 
   python benchmarks/train_throughput.py                        # CNN on dSprites
   python benchmarks/train_throughput.py --model resnet18 --dataset shapes3d --steps 20
+  python benchmarks/train_throughput.py --model bit_resnet50 --preset transfer --batch 64 \
+      --sources procedural --steps 5        # at the preset's 128x128, with peak memory
 
 Sources (``--sources``, comma-separated source strings): ``procedural`` (rendered inside the
 jitted step on the training device) and any stored source, e.g. ``procedural:stored`` (a
 dataset prepared on disk, read on the host; prepared first under --data_dir if missing, on a
 reduced grid with --grid to keep that quick; official sources read --official_dir). Timed after
-compilation, on whatever devices JAX sees; the device is printed.
+compilation, on whatever devices JAX sees; the device is printed, and with it the peak resident
+memory of the process (host memory: on a CPU, what training needed).
 """
 
 import argparse
 import os
+import resource
 import time
 
 import jax
@@ -32,11 +36,13 @@ from gsgen.learners import learner as learner_lib
 
 
 def measure(model: str, source, steps: int, batch_size: int = 64,
-            learner: str = "regression") -> float:
+            learner: str = "regression", preset: str = "paper") -> float:
   """Training images per second of the first stage of ``learner`` with ``model`` on
-  ``source``, timed after compilation."""
+  ``source``, timed after compilation; the preset gives the optimizer and the model's
+  resolution (its weight file is not loaded: the speed is the same)."""
   config = benchmark.get_config(f"dataset={source.spec.name},model={model},learner={learner},"
-                                f"preset=paper")
+                                f"preset={preset}")
+  config.init_from.weights = ""
   config.train.batch_size = batch_size
   stage = learner_lib.stages(learners.get(learner), config)[0]
   mesh = sharding.make_mesh()
@@ -61,6 +67,7 @@ def main():
   parser.add_argument("--dataset", default="dsprites", choices=specs.DATASETS)
   parser.add_argument("--steps", type=int, default=100)
   parser.add_argument("--batch", type=int, default=64)
+  parser.add_argument("--preset", default="paper", help="optimizer and resolution, e.g. transfer")
   parser.add_argument("--sources", default="procedural,procedural:stored")
   parser.add_argument("--data_dir", default="/tmp/gsgen_benchmark_tfds")
   parser.add_argument("--official_dir", default="data")
@@ -78,8 +85,10 @@ def main():
       prepare.prepare(args.dataset, data, args.data_dir, args.official_dir, grid_sizes=sizes)
     source = input_pipeline.make_source(args.dataset, data.benchmark_split or "random", data,
                                         data_dir=args.data_dir)
-    rate = measure(args.model, source, args.steps, args.batch)
-    print(f"train {args.model:<12} {data.name:<17} {rate:>9,.0f} images/s")
+    rate = measure(args.model, source, args.steps, args.batch, preset=args.preset)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    print(f"train {args.model:<12} {data.name:<17} {rate:>9,.1f} images/s, peak memory "
+          f"{peak:.1f} GiB")
 
 
 if __name__ == "__main__":

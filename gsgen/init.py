@@ -8,10 +8,12 @@ Synopsis::
   loaded = init.from_weights(model, "data/weights/BiT-M-R50x1.npz", "bit_resnet50")
   loaded = init.apply(model, config.init_from, config.model)   # what the config asks
 
-Both copy into a freshly built model, so what is not loaded keeps its initialisation (a new
-regression head, say); selection is by regular expressions on slash-joined variable paths
+Both copy into a freshly built model, so what is not loaded keeps its initialisation;
+selection is by regular expressions on slash-joined variable paths
 (``stages/2/0/conv_a/kernel``). Anything selected must exist on both sides with the same
-shape, or the load is refused with the names that do not fit.
+shape, or the load is refused with the names that do not fit. A weight file (BiT's ``.npz``,
+timm's ``.safetensors``, torchvision's ``.pth``; see `gsgen.weights`) fills the backbone and
+the regression head starts at zero, as in BiT's fine-tuning recipe.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Callable
 
 import jax
 import numpy as np
@@ -27,15 +28,7 @@ from flax import nnx
 
 from gsgen import checkpoint as checkpoint_lib
 from gsgen import optim
-from gsgen.models import densenet
-from gsgen.models import resnet
-
-# Model name -> (file names -> variable paths, array conversion of a file tensor).
-WEIGHT_MAPS: dict[str, tuple[Callable[[], dict], Callable[[np.ndarray], np.ndarray]]] = {
-    "bit_resnet50": (lambda: resnet.bit_param_map(50), np.asarray),
-    "bit_resnet101": (lambda: resnet.bit_param_map(101), np.asarray),
-    "densenet121": (densenet.torchvision_param_map, densenet.torchvision_to_flax),
-}
+from gsgen import weights as weights_lib
 
 
 def flat_variables(model: nnx.Module) -> dict[str, nnx.Variable]:
@@ -115,42 +108,34 @@ def from_workdir(model: nnx.Module, workdir: str, include: str = ".*",
                    source=f"the run in {workdir}")
 
 
-def read_weight_file(path: str) -> dict[str, np.ndarray]:
-  """Tensors of a weight file by their names in the file (``.npz``)."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"weight file {path} not found; place it there (nothing is "
-                            f"downloaded) or fix config.init_from.weights.")
-  with np.load(path, allow_pickle=False) as f:
-    return {k: f[k] for k in f.files}
-
-
-def from_weights(model: nnx.Module, path: str, model_name: str,
+def from_weights(model: nnx.Module, path: str, model_name: str, include: str = ".*",
                  exclude: str = "") -> list[str]:
-  """Loads a pretrained weight file into ``model`` through the model's parameter map.
+  """Loads a pretrained weight file into ``model`` and zeroes its regression head.
 
   Args:
     model: a fresh ``model_name`` model.
-    path: the weight file.
-    model_name: a key of `WEIGHT_MAPS`.
-    exclude: regex of variable paths not to load (the map already leaves out the
-      pretrained classifier).
+    path: the weight file (`gsgen.weights` recognises its format and network).
+    model_name: a model of `gsgen.weights.MODELS`.
+    include: regex of variable paths to load, among those the file fills.
+    exclude: regex of variable paths not to load.
 
   Returns:
     The loaded variable paths.
+
+  Raises:
+    ValueError: the file does not fit ``model_name`` (see `gsgen.weights.check`).
+    FileNotFoundError: no such file.
   """
-  if model_name not in WEIGHT_MAPS:
-    raise ValueError(f"no pretrained weights load into {model_name!r}; models with a weight "
-                     f"map: {', '.join(WEIGHT_MAPS)}.")
-  names, convert = WEIGHT_MAPS[model_name]
-  tensors = read_weight_file(path)
-  mapping = {optim.path_string(p): n for n, p in names().items()}
-  absent = sorted(n for n in mapping.values() if n not in tensors)
-  if absent:
-    raise ValueError(f"{path}: not a {model_name} weight file: {len(absent)} expected tensors "
-                     f"missing ({', '.join(absent[:5])}{', ...' if len(absent) > 5 else ''}).")
-  arrays = {p: convert(tensors[n]) for p, n in mapping.items()}
-  return copy_into(model, arrays, include="^(" + "|".join(map(re.escape, arrays)) + ")$",
-                   exclude=exclude, source=path)
+  arrays = weights_lib.load(path, model_name)
+  inc = re.compile(include)
+  chosen = {p: a for p, a in arrays.items() if inc.search(p)}
+  loaded = copy_into(model, chosen,
+                     include="^(" + "|".join(map(re.escape, chosen)) + ")$" if chosen else "^$",
+                     exclude=exclude, source=path)
+  for p, var in flat_variables(model).items():
+    if p.startswith("head/") and p not in loaded:
+      var.set_value(jax.numpy.zeros(var.get_value().shape, var.get_value().dtype))
+  return loaded
 
 
 def apply(model: nnx.Module, init_config, model_name: str) -> dict:
@@ -158,7 +143,8 @@ def apply(model: nnx.Module, init_config, model_name: str) -> dict:
 
   Returns:
     What was loaded, for the results: ``{}`` for a fresh start, else the source and the
-    number of variables loaded.
+    number of variables loaded; for a weight file also its name, SHA-256, format and
+    architecture.
   """
   if init_config.workdir and init_config.weights:
     raise ValueError("config.init_from.workdir and config.init_from.weights are both set; "
@@ -168,8 +154,12 @@ def apply(model: nnx.Module, init_config, model_name: str) -> dict:
                           init_config.exclude)
     return {"workdir": os.path.abspath(init_config.workdir), "variables": len(loaded)}
   if init_config.weights:
-    loaded = from_weights(model, init_config.weights, model_name, init_config.exclude)
-    return {"weights": os.path.basename(init_config.weights), "variables": len(loaded)}
+    path = init_config.weights
+    found = weights_lib.identify(path)
+    loaded = from_weights(model, path, model_name, init_config.include, init_config.exclude)
+    return {"weights": os.path.basename(path), "sha256": weights_lib.sha256(path),
+            "format": found.format, "architecture": found.architecture,
+            "variables": len(loaded), "head": "zeros"}
   return {}
 
 

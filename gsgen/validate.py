@@ -18,7 +18,9 @@ from gsgen import models
 from gsgen import optim
 from gsgen import specs as specs_lib
 from gsgen import splits as splits_lib
+from gsgen import weights
 from gsgen.learners import learner as learner_lib
+from gsgen.models import preprocess
 
 
 def _positive_int(value, field: str, allow_zero: bool = False) -> None:
@@ -69,6 +71,16 @@ def config(config, num_devices: int) -> None:
   if config.init_from.weights and not os.path.isfile(config.init_from.weights):
     raise FileNotFoundError(f"config.init_from.weights: {config.init_from.weights} not found; "
                             f"place the file there (nothing is downloaded).")
+  if config.init_from.weights:
+    try:
+      weights.check(config.init_from.weights, config.model)
+    except (ValueError, ImportError) as e:
+      raise type(e)(f"config.init_from.weights: {e}") from None
+  if "resolution" in config.model_kwargs:
+    try:
+      preprocess.check_resolution(config.model_kwargs.resolution)
+    except ValueError as e:
+      raise ValueError(f"config.model_kwargs.{e}") from None
 
 
 def writable(folder: str) -> None:

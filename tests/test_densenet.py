@@ -25,7 +25,7 @@ SMALL = (2, 2)  # dense layers per block of the small network: one transition
 
 @functools.cache
 def abstract(num_outputs: int, in_channels: int) -> densenet.DenseNet:
-  model = nnx.eval_shape(lambda: densenet.densenet121(
+  model = nnx.eval_shape(lambda: densenet.DenseNet(
       num_outputs, in_channels=in_channels, rngs=nnx.Rngs(0)))
   model.eval()
   return model

@@ -62,30 +62,6 @@ def test_a_workdir_without_a_run_is_refused(tmp_path):
     init.from_workdir(models.create("cnn", 5, in_channels=1, rngs=nnx.Rngs(0)), str(tmp_path))
 
 
-def test_weights_through_a_parameter_map(tmp_path, monkeypatch):
-  names = {"features.0.weight": ("convs", 0, "kernel"), "features.0.bias": ("convs", 0, "bias")}
-  monkeypatch.setitem(init.WEIGHT_MAPS, "cnn",
-                      (lambda: names, lambda a: np.transpose(a, (2, 3, 1, 0)) if a.ndim == 4
-                       else a))
-  rng = np.random.default_rng(0)
-  weight = rng.normal(size=(32, 1, 4, 4)).astype(np.float32)  # PyTorch's OIHW
-  path = tmp_path / "cnn.npz"
-  np.savez(path, **{"features.0.weight": weight, "features.0.bias": np.ones(32, np.float32),
-                    "classifier.weight": np.zeros((5, 256), np.float32)})
-  model = models.create("cnn", 5, in_channels=1, rngs=nnx.Rngs(0))
-  assert init.from_weights(model, str(path), "cnn") == ["convs/0/bias", "convs/0/kernel"]
-  np.testing.assert_array_equal(model.convs[0].kernel[...], weight.transpose(2, 3, 1, 0))
-  np.save(tmp_path / "x.npy", weight)
-  np.savez(tmp_path / "short.npz", **{"features.0.weight": weight})
-  with pytest.raises(ValueError, match=r"short.npz: not a cnn weight file: 1 expected "
-                                       r"tensors missing \(features.0.bias\)"):
-    init.from_weights(model, str(tmp_path / "short.npz"), "cnn")
-  with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
-    init.from_weights(model, str(tmp_path / "absent.npz"), "cnn")
-  with pytest.raises(ValueError, match="no pretrained weights load into 'mlp'"):
-    init.from_weights(model, str(path), "mlp")
-
-
 def test_load_a_finished_run_and_score_it_on_another_split(finished):
   workdir, results = finished
   run = runs.load(workdir)

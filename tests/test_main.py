@@ -31,7 +31,8 @@ def run_main(argv, monkeypatch):
 
 # The deep networks take one to two minutes each to compile on a 2-core CPU (about eight
 # minutes together), so they run with `pytest -m slow`, outside the default suite.
-HEAVY = {"resnet18", "resnet50", "resnet101", "bit_resnet50", "bit_resnet101", "densenet121"}
+HEAVY = {"resnet18", "resnet50", "resnet101", "preact_resnet18", "preact_resnet50",
+         "preact_resnet101", "bit_resnet50", "bit_resnet101", "densenet121"}
 
 
 @pytest.mark.parametrize("model", [

@@ -21,7 +21,8 @@ from gsgen.models import num_params
 ENCODING_SIZES = {
     "mlp": 512, "cnn": 256, "coordconv": 256, "set_encoder": 2 * 64,
     "equivariant_cnn": 4 * 128, "spatial_transformer": 256, "resnet18": 512,
-    "resnet50": 2048, "resnet101": 2048, "densenet121": 1024, "bit_resnet50": 2048,
+    "resnet50": 2048, "resnet101": 2048, "densenet121": 1024, "preact_resnet18": 512,
+    "preact_resnet50": 2048, "preact_resnet101": 2048, "bit_resnet50": 2048,
     "bit_resnet101": 2048,
 }
 

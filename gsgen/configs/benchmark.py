@@ -6,6 +6,12 @@ Launch (the README's quick start)::
     --config=benchmark:dataset=dsprites,split=extrapolation,model=cnn,preset=cpu \
     --workdir=workdirs/dsprites_extrapolation_cnn_0
 
+Transfer learning (SPEC 5.3) from a weight file under data/weights (`TRANSFER_WEIGHTS`)::
+
+  python -m gsgen.main \
+    --config=benchmark:dataset=mpi3d,split=extrapolation,model=bit_resnet50,preset=transfer \
+    --workdir=workdirs/mpi3d_extrapolation_bit_resnet50_transfer
+
 The argument after the colon is ``key=value`` pairs: ``dataset``, ``split``, ``model``,
 ``learner``, ``seed``, ``source`` and ``preset`` (`PRESETS`). Every field can then be
 overridden, e.g. ``--config.optim.learning_rate=3e-4``; ``python -m gsgen.main --help``
@@ -36,6 +42,24 @@ PRESETS = {
     # A few steps on a reduced grid, for tests.
     "smoke": dict(steps=4, learning_rate=1e-3, log_every=2, checkpoint_every=2,
                   eval_batch_size=64, max_examples=0),
+    # Fine-tuning a pretrained network (SPEC 5.3, after BiT's HyperRule): SGD with momentum,
+    # linear warm-up, x0.1 at 30, 60 and 90 % of the steps, batch 512 where memory allows,
+    # images resized to 128, weights from TRANSFER_WEIGHTS.
+    "transfer": dict(steps=10_000, learning_rate=0.003, log_every=100, checkpoint_every=1000,
+                     eval_batch_size=512, max_examples=0, optimizer="sgd", schedule="step",
+                     warmup_steps=500, batch_size=512, resolution=128),
+}
+
+# The weight file the transfer preset starts each model from (the published file names:
+# BiT-M's ImageNet-21k .npz, torchvision's ImageNet-1k .pth); any file `python -m
+# gsgen.weights inspect` says fits the model can replace it.
+TRANSFER_WEIGHTS = {
+    "bit_resnet50": "data/weights/BiT-M-R50x1.npz",
+    "bit_resnet101": "data/weights/BiT-M-R101x1.npz",
+    "densenet121": "data/weights/densenet121-a639ec97.pth",
+    "resnet18": "data/weights/resnet18-f37072fd.pth",
+    "resnet50": "data/weights/resnet50-0676ba61.pth",
+    "resnet101": "data/weights/resnet101-63fe2227.pth",
 }
 
 # What each field means: `python -m gsgen.main --help` prints this.
@@ -43,14 +67,16 @@ FIELDS = {
     "dataset": "dsprites, shapes3d or mpi3d",
     "split": "random, composition, interpolation or extrapolation",
     "seed": "initialisation, data order and random draws of the run",
-    "preset": "the budget the config was built from (cpu, paper, smoke)",
+    "preset": "the budget the config was built from (cpu, paper, smoke, transfer)",
     "model": "model name (gsgen.models.MODELS); choose it in the config argument, so that "
              "model_kwargs holds its options",
     "model_kwargs": "the model constructor's options, with their defaults",
     "learner": "training objective (gsgen.learners.LEARNERS)",
     "learner_kwargs": "the learner's hyperparameters, with their defaults",
     "init_from.workdir": "start from the final checkpoint of another run's workdir",
-    "init_from.weights": "start from a pretrained weight file (e.g. under data/weights)",
+    "init_from.weights": "start from a pretrained weight file (BiT .npz, .safetensors, .pth; "
+                         "`python -m gsgen.weights inspect FILE` says what it fits); the "
+                         "regression head starts at zero",
     "init_from.include": "regex: parameters (slash-joined paths) to load",
     "init_from.exclude": "regex: parameters not to load (e.g. a classifier head); empty: none",
     "optim.name": "adam, adamw or sgd",
@@ -60,13 +86,16 @@ FIELDS = {
     "optim.decay_at": "fractions of the steps where the step schedule multiplies by 0.1",
     "optim.weight_decay": "decoupled weight decay (0: none)",
     "optim.momentum": "SGD momentum",
-    "optim.trainable": "regex: parameters that train (e.g. 'head'); the rest stay frozen",
+    "optim.trainable": "regex: parameters that train ('.*': all, full fine-tuning; '^head/': "
+                       "the head only); the rest stay frozen",
     "data.source": "procedural (rendered in the step), procedural:stored, official, "
                    "toy/realistic/real (MPI3D), benchmark_<split>",
     "data.data_dir": "where prepared datasets are (empty: data/tfds)",
     "data.grid": "a reduced grid, one size per factor (procedural; empty: the full grid)",
     "train.steps": "training steps",
-    "train.batch_size": "global batch size (a multiple of the device count)",
+    "train.batch_size": "global batch size (a multiple of the device count); the transfer "
+                        "preset's 512 needs an accelerator: lower it (and the learning rate "
+                        "in proportion) on a CPU",
     "train.log_every": "steps between metric lines",
     "train.checkpoint_every": "steps between checkpoints",
     "eval.batch_size": "global evaluation batch size (a multiple of the device count)",
@@ -104,21 +133,27 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seed = int(values["seed"])
   config.preset = values["preset"]
   config.model = values["model"]
-  config.model_kwargs = ml_collections.ConfigDict(
-      models.options(config.model) if config.model in models.MODELS else {})
+  kwargs = models.options(config.model) if config.model in models.MODELS else {}
+  if "resolution" in kwargs and "resolution" in preset:
+    kwargs["resolution"] = preset["resolution"]
+  config.model_kwargs = ml_collections.ConfigDict(kwargs)
   config.learner = values["learner"]
   config.learner_kwargs = ml_collections.ConfigDict(_learner_options(config.learner))
 
-  config.init_from = ml_collections.ConfigDict(
-      dict(workdir="", weights="", include=".*", exclude=""))
+  transfer = values["preset"] == "transfer"
+  config.init_from = ml_collections.ConfigDict(dict(
+      workdir="", weights=TRANSFER_WEIGHTS.get(config.model, "") if transfer else "",
+      include=".*", exclude=""))
   config.optim = ml_collections.ConfigDict(dict(
-      name="adam", learning_rate=preset["learning_rate"], schedule="constant", warmup_steps=0,
+      name=preset.get("optimizer", "adam"), learning_rate=preset["learning_rate"],
+      schedule=preset.get("schedule", "constant"), warmup_steps=preset.get("warmup_steps", 0),
       decay_at=(0.3, 0.6, 0.9), weight_decay=0.0, momentum=0.9, trainable=".*"))
   config.data = ml_collections.ConfigDict(dict(
       source=values["source"], data_dir="",
       grid=SMOKE_GRIDS.get(config.dataset, ()) if values["preset"] == "smoke" else ()))
   config.train = ml_collections.ConfigDict(dict(
-      steps=preset["steps"], batch_size=64, log_every=preset["log_every"],
+      steps=preset["steps"], batch_size=preset.get("batch_size", 64),
+      log_every=preset["log_every"],
       checkpoint_every=preset["checkpoint_every"]))
   config.eval = ml_collections.ConfigDict(dict(
       batch_size=preset["eval_batch_size"], max_examples=preset["max_examples"]))

@@ -37,6 +37,7 @@ from gsgen.models import coordconv
 from gsgen.models import densenet
 from gsgen.models import equivariant
 from gsgen.models import mlp
+from gsgen.models import preact_resnet
 from gsgen.models import resnet
 from gsgen.models import set_encoder
 from gsgen.models import spatial_transformer
@@ -48,13 +49,19 @@ MODELS: dict[str, Callable[..., nnx.Module]] = {
     "set_encoder": set_encoder.SetEncoder,
     "equivariant_cnn": equivariant.EquivariantCNN,
     "spatial_transformer": spatial_transformer.SpatialTransformer,
-    "resnet18": resnet.resnet18,
-    "resnet50": resnet.resnet50,
-    "resnet101": resnet.resnet101,
-    "densenet121": densenet.densenet121,
-    # The BiT layout (group norm, weight standardisation) that ImageNet-21k weights load into.
-    "bit_resnet50": resnet.bit_resnet50,
-    "bit_resnet101": resnet.bit_resnet101,
+    # torchvision's layout (v1.5: post-activation, BN + ReLU stem), as a PyTorch study's
+    # ResNets; ImageNet-1k weights from torchvision or timm load into it.
+    "resnet18": functools.partial(resnet.ResNet, depth=18),
+    "resnet50": functools.partial(resnet.ResNet, depth=50),
+    "resnet101": functools.partial(resnet.ResNet, depth=101),
+    "densenet121": densenet.DenseNet,
+    # Pre-activation (v2) with BatchNorm, from scratch.
+    "preact_resnet18": functools.partial(preact_resnet.PreActResNet, depth=18, norm="batch"),
+    "preact_resnet50": functools.partial(preact_resnet.PreActResNet, depth=50, norm="batch"),
+    "preact_resnet101": functools.partial(preact_resnet.PreActResNet, depth=101, norm="batch"),
+    # The BiT layout (v2, GroupNorm, weight standardisation) that ImageNet-21k weights load into.
+    "bit_resnet50": functools.partial(preact_resnet.PreActResNet, depth=50, norm="group_ws"),
+    "bit_resnet101": functools.partial(preact_resnet.PreActResNet, depth=101, norm="group_ws"),
 }
 
 

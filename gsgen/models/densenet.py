@@ -30,9 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-# ImageNet statistics of torchvision's preprocessing, per RGB channel.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from gsgen.models import preprocess
+
 BLOCKS = (6, 12, 24, 16)
 # torchvision's init: kaiming_normal_ (fan_in, ReLU gain) for every convolution.
 _CONV_INIT = jax.nn.initializers.variance_scaling(2.0, "fan_in", "normal")
@@ -94,7 +93,8 @@ class DenseNet(nnx.Module):
 
   def __init__(self, num_outputs: int, *, in_channels: int, rngs: nnx.Rngs,
                blocks: tuple[int, ...] = BLOCKS, growth: int = 32, bn_size: int = 4,
-               compression: float = 0.5, init_features: int = 64, stem_pool: bool = True):
+               compression: float = 0.5, init_features: int = 64, stem_pool: bool = True,
+               resolution: int = 0):
     """Args:
       num_outputs: factors to regress.
       in_channels: image channels, 1 (repeated to RGB) or 3.
@@ -105,10 +105,12 @@ class DenseNet(nnx.Module):
       compression: fraction of channels a transition keeps.
       init_features: channels of the stem convolution.
       stem_pool: keep the stem's 3x3 stride-2 max-pool (2x2 final map on 64x64 input).
+      resolution: side images are resized to before the stem (0: as they come).
     """
     if in_channels not in (1, 3):
       raise ValueError(f"in_channels must be 1 or 3 (ImageNet normalisation), not {in_channels}.")
-    self.in_channels = in_channels
+    preprocess.check_resolution(resolution)
+    self.resolution = resolution
     self.stem_pool = stem_pool
     self.conv0 = _conv(3, init_features, 7, rngs, strides=2, padding=3)
     self.norm0 = _norm(init_features, rngs)
@@ -130,15 +132,14 @@ class DenseNet(nnx.Module):
     """The final feature map, after the last BatchNorm and ReLU (before pooling).
 
     Args:
-      x: images ``[batch, 64, 64, in_channels]`` in [0, 1].
+      x: images ``[batch, height, width, in_channels]`` in [0, 1].
 
     Returns:
-      ``[batch, 2, 2, encoding_size]`` (1024 channels for DenseNet-121) on 64x64 input
-      (``[batch, 4, 4, ...]`` without the stem pool).
+      ``[batch, s/32, s/32, encoding_size]`` (1024 channels for DenseNet-121) for side ``s``
+      after the resize: 2x2 on 64x64 input, 4x4 at resolution 128 (twice that without the
+      stem pool).
     """
-    if self.in_channels == 1:
-      x = jnp.broadcast_to(x, x.shape[:-1] + (3,))
-    x = (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
+    x = preprocess.prepare(x, resolution=self.resolution, normalization="imagenet")
     x = jax.nn.relu(self.norm0(self.conv0(x)))
     if self.stem_pool:
       x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -210,8 +211,3 @@ def torchvision_to_flax(value: np.ndarray) -> np.ndarray:
   """
   value = np.asarray(value)
   return np.transpose(value, (2, 3, 1, 0)) if value.ndim == 4 else value
-
-
-def densenet121(num_outputs: int, *, in_channels: int, rngs: nnx.Rngs, **kwargs) -> DenseNet:
-  """DenseNet-121, the model-table constructor (see ``DenseNet`` for Args)."""
-  return DenseNet(num_outputs, in_channels=in_channels, rngs=rngs, **kwargs)

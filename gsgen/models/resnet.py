@@ -1,14 +1,13 @@
-"""ResNet-18/50/101, pre-activation (v2), with BatchNorm or with BiT's GroupNorm + WS convs.
+"""ResNet-18/50/101 in torchvision's layout (v1.5), so ImageNet-1k weights from torchvision or
+timm load into it.
 
-The study's deep supervised baselines and its transfer-learning backbones are one family:
-``norm="batch"`` trains ResNet-18/50/101 from scratch, ``norm="group_ws"`` is BiT's ResNet-v2
-(GroupNorm, weight-standardised convolutions, width 1) so that the published BiT-S/BiT-M
-R50x1 and R101x1 checkpoints load into it through `bit_param_map`. The ImageNet geometry
-(7x7 stride-2 root, 3x3 stride-2 max-pool) is kept unmodified, inputs in [0, 1] are mapped to
-BiT's [-1, 1] inside the model and grey images are repeated to RGB, so one parameter tree
-serves every dataset and pretrained weights. ``encode()`` is the globally averaged final
-feature map after the last norm + ReLU. Layout, geometry and loading details are in
-docs/models.md.
+A PyTorch study's ResNet is torchvision's: post-activation units (convolution, BatchNorm, ReLU
+after the residual sum), a BatchNorm + ReLU stem, and in the bottleneck the stride on the 3x3
+convolution ("v1.5"). The layout, the parameter names of `torchvision_param_map` and the
+ImageNet normalisation inside the model keep torchvision's state dicts loadable unchanged;
+grey images are repeated to RGB and resized to ``resolution`` in the model as well.
+``encode()`` is the globally averaged output of the last unit. The pre-activation networks
+are `gsgen.models.preact_resnet`; docs/models.md compares the layouts.
 
 Synopsis::
 
@@ -21,10 +20,9 @@ Synopsis::
   model.eval()                               # BatchNorm uses its running statistics
   x = jnp.zeros((8, 64, 64, 1))
   model(x).shape                             # (8, 5)
-  model.encode(x).shape                      # (8, 512) == (8, model.encoding_size)
   model.feature_map(x).shape                 # (8, 2, 2, 512), before the average
-  resnet.bit_param_map(101)["resnet/block1/unit01/a/proj/standardized_conv2d/kernel"]
-  # -> ("stages", 0, 0, "proj", "kernel")
+  resnet.torchvision_param_map(50)["layer3.0.downsample.0.weight"]
+  # -> ("stages", 2, 0, "proj_conv", "kernel")
 """
 
 from __future__ import annotations
@@ -33,245 +31,191 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from gsgen.models import preprocess
+from gsgen.models import torch_init
+
 # depth -> (unit kind, units per stage).
 LAYOUTS = {
     18: ("basic", (2, 2, 2, 2)),
     50: ("bottleneck", (3, 4, 6, 3)),
     101: ("bottleneck", (3, 4, 23, 3)),
 }
-NORMS = ("batch", "group_ws")
-WIDTH = 64  # channels of the root and of the first stage's 3x3 convolutions
+WIDTH = 64  # channels of the stem and of the first stage's 3x3 convolutions
+# torchvision's init: kaiming_normal_(mode="fan_out", nonlinearity="relu") (JAX's "normal"
+# is untruncated, as PyTorch's).
+_CONV_INIT = jax.nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-class Conv(nnx.Module):
-  """Bias-free square convolution with TensorFlow's ``fixed_padding``, optionally WS.
-
-  The padding is (k - 1) // 2 before and the rest after, independent of the stride, as BiT
-  computes it; Flax's "SAME" would pad a stride-2 3x3 convolution by (0, 1) instead of (1, 1).
-  """
-
-  def __init__(self, in_features: int, out_features: int, kernel_size: int, *,
-               strides: int = 1, standardize: bool = False, rngs: nnx.Rngs):
-    """Args:
-      in_features: input channels.
-      out_features: output channels.
-      kernel_size: height and width of the kernel.
-      strides: spatial stride.
-      standardize: standardise each output filter before use (weight standardisation).
-      rngs: parameter initialisation.
-    """
-    # He initialisation (fan_out) as torchvision's ResNets; irrelevant under standardisation.
-    init = jax.nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-    shape = (kernel_size, kernel_size, in_features, out_features)
-    self.kernel = nnx.Param(init(rngs.params(), shape, jnp.float32))
-    before = (kernel_size - 1) // 2
-    self.padding = ((before, kernel_size - 1 - before),) * 2
-    self.strides = strides
-    self.standardize = standardize
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    w = self.kernel[...]
-    if self.standardize:
-      w = w - jnp.mean(w, axis=(0, 1, 2), keepdims=True)
-      w = w * jax.lax.rsqrt(jnp.mean(jnp.square(w), axis=(0, 1, 2), keepdims=True) + 1e-10)
-    return jax.lax.conv_general_dilated(
-        x, w, (self.strides, self.strides), self.padding,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+def _conv(in_features: int, out_features: int, size: int, rngs: nnx.Rngs, strides: int = 1,
+          ) -> nnx.Conv:
+  # torchvision pads k // 2 on every side (3 for the 7x7 stem, 1 for 3x3, 0 for 1x1).
+  return nnx.Conv(in_features, out_features, (size, size), strides=strides,
+                  padding=((size // 2, size // 2),) * 2, use_bias=False,
+                  kernel_init=_CONV_INIT, rngs=rngs)
 
 
-def _norm(norm: str, features: int, rngs: nnx.Rngs) -> nnx.Module:
-  if norm == "batch":
-    # momentum 0.9 is PyTorch's 0.1: Flax's default 0.99 lags for short fine-tuning runs.
-    return nnx.BatchNorm(features, momentum=0.9, epsilon=1e-5, rngs=rngs)
-  return nnx.GroupNorm(features, num_groups=32, epsilon=1e-5, rngs=rngs)
+def _norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
+  # momentum 0.9 and epsilon 1e-5 are PyTorch's (momentum 0.1 there), so running
+  # statistics loaded from torchvision keep their meaning.
+  return nnx.BatchNorm(features, momentum=0.9, epsilon=1e-5, rngs=rngs)
 
 
-class BasicUnit(nnx.Module):
-  """Pre-activation basic unit: [norm, ReLU, 3x3 conv] x2 plus a shortcut."""
+class BasicBlock(nnx.Module):
+  """3x3 conv-BN-ReLU, 3x3 conv-BN, plus the shortcut, then ReLU."""
 
-  def __init__(self, in_features: int, features: int, strides: int, *, norm: str,
-               rngs: nnx.Rngs):
+  expansion = 1
+
+  def __init__(self, in_features: int, features: int, strides: int, *, rngs: nnx.Rngs):
     """Args:
       in_features: input channels.
       features: output channels.
       strides: stride of the first convolution and of the projection.
-      norm: "batch" or "group_ws".
       rngs: parameter initialisation.
     """
-    ws = norm == "group_ws"
-    self.norm_a = _norm(norm, in_features, rngs)
-    self.conv_a = Conv(in_features, features, 3, strides=strides, standardize=ws, rngs=rngs)
-    self.norm_b = _norm(norm, features, rngs)
-    self.conv_b = Conv(features, features, 3, standardize=ws, rngs=rngs)
-    self.proj = (Conv(in_features, features, 1, strides=strides, standardize=ws, rngs=rngs)
-                 if strides != 1 or in_features != features else None)
+    self.conv1 = _conv(in_features, features, 3, rngs, strides)
+    self.bn1 = _norm(features, rngs)
+    self.conv2 = _conv(features, features, 3, rngs)
+    self.bn2 = _norm(features, rngs)
+    project = strides != 1 or in_features != features
+    self.proj_conv = _conv(in_features, features, 1, rngs, strides) if project else None
+    self.proj_bn = _norm(features, rngs) if project else None
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    y = jax.nn.relu(self.norm_a(x))
-    shortcut = x if self.proj is None else self.proj(y)
-    y = self.conv_a(y)
-    y = self.conv_b(jax.nn.relu(self.norm_b(y)))
-    return y + shortcut
+    y = jax.nn.relu(self.bn1(self.conv1(x)))
+    y = self.bn2(self.conv2(y))
+    shortcut = x if self.proj_conv is None else self.proj_bn(self.proj_conv(x))
+    return jax.nn.relu(y + shortcut)
 
 
-class BottleneckUnit(nnx.Module):
-  """Pre-activation bottleneck: norm-ReLU-1x1, norm-ReLU-3x3 (strided), norm-ReLU-1x1 (x4)."""
+class Bottleneck(nnx.Module):
+  """1x1 conv-BN-ReLU, 3x3 conv (strided)-BN-ReLU, 1x1 conv (x4)-BN, + shortcut, ReLU."""
 
-  def __init__(self, in_features: int, features: int, strides: int, *, norm: str,
-               rngs: nnx.Rngs):
+  expansion = 4
+
+  def __init__(self, in_features: int, features: int, strides: int, *, rngs: nnx.Rngs):
     """Args:
       in_features: input channels.
       features: bottleneck channels; the unit outputs ``4 * features``.
       strides: stride of the 3x3 convolution and of the projection.
-      norm: "batch" or "group_ws".
       rngs: parameter initialisation.
     """
-    ws = norm == "group_ws"
     out = 4 * features
-    self.norm_a = _norm(norm, in_features, rngs)
-    self.conv_a = Conv(in_features, features, 1, standardize=ws, rngs=rngs)
-    self.norm_b = _norm(norm, features, rngs)
-    self.conv_b = Conv(features, features, 3, strides=strides, standardize=ws, rngs=rngs)
-    self.norm_c = _norm(norm, features, rngs)
-    self.conv_c = Conv(features, out, 1, standardize=ws, rngs=rngs)
-    self.proj = (Conv(in_features, out, 1, strides=strides, standardize=ws, rngs=rngs)
-                 if strides != 1 or in_features != out else None)
+    self.conv1 = _conv(in_features, features, 1, rngs)
+    self.bn1 = _norm(features, rngs)
+    self.conv2 = _conv(features, features, 3, rngs, strides)
+    self.bn2 = _norm(features, rngs)
+    self.conv3 = _conv(features, out, 1, rngs)
+    self.bn3 = _norm(out, rngs)
+    project = strides != 1 or in_features != out
+    self.proj_conv = _conv(in_features, out, 1, rngs, strides) if project else None
+    self.proj_bn = _norm(out, rngs) if project else None
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    y = jax.nn.relu(self.norm_a(x))
-    shortcut = x if self.proj is None else self.proj(y)
-    y = self.conv_a(y)
-    y = self.conv_b(jax.nn.relu(self.norm_b(y)))
-    y = self.conv_c(jax.nn.relu(self.norm_c(y)))
-    return y + shortcut
+    y = jax.nn.relu(self.bn1(self.conv1(x)))
+    y = jax.nn.relu(self.bn2(self.conv2(y)))
+    y = self.bn3(self.conv3(y))
+    shortcut = x if self.proj_conv is None else self.proj_bn(self.proj_conv(x))
+    return jax.nn.relu(y + shortcut)
 
 
 class ResNet(nnx.Module):
-  """Pre-activation ResNet: root conv + pool, four stages, norm + ReLU, mean pool, linear."""
+  """torchvision's ResNet: conv-BN-ReLU stem, max-pool, four stages, mean pool, linear."""
 
   def __init__(self, num_outputs: int, *, in_channels: int, rngs: nnx.Rngs, depth: int = 50,
-               norm: str = "batch", stem_pool: bool = True):
+               stem_pool: bool = True, resolution: int = 0):
     """Args:
       num_outputs: factors to regress.
-      in_channels: image channels; 1 is repeated to 3 (the root is RGB).
+      in_channels: image channels, 1 (repeated to RGB) or 3.
       rngs: parameter initialisation.
       depth: 18, 50 or 101.
-      norm: "batch" (BatchNorm) or "group_ws" (BiT: GroupNorm + weight standardisation).
-      stem_pool: keep the root's 3x3 stride-2 max-pool (2x2 final map on 64x64 input).
+      stem_pool: keep the stem's 3x3 stride-2 max-pool (2x2 final map on 64x64 input).
+      resolution: side images are resized to before the stem (0: as they come).
     """
     if depth not in LAYOUTS:
       raise ValueError(f"depth {depth} not in {sorted(LAYOUTS)}.")
-    if norm not in NORMS:
-      raise ValueError(f"norm {norm!r} not in {NORMS}.")
+    if in_channels not in (1, 3):
+      raise ValueError(f"in_channels must be 1 or 3 (an RGB stem), not {in_channels}.")
+    preprocess.check_resolution(resolution)
     kind, stage_units = LAYOUTS[depth]
-    unit, expansion = (BasicUnit, 1) if kind == "basic" else (BottleneckUnit, 4)
-    self.in_channels = in_channels
+    unit = BasicBlock if kind == "basic" else Bottleneck
     self.stem_pool = stem_pool
-    self.root = Conv(3 if in_channels == 1 else in_channels, WIDTH, 7, strides=2,
-                     standardize=norm == "group_ws", rngs=rngs)
+    self.resolution = resolution
+    self.conv1 = _conv(3, WIDTH, 7, rngs, strides=2)
+    self.bn1 = _norm(WIDTH, rngs)
     stages, in_features = [], WIDTH
     for i, units in enumerate(stage_units):
       features = WIDTH * 2**i
       stage = []
       for j in range(units):
-        stage.append(unit(in_features, features, 2 if i > 0 and j == 0 else 1,
-                          norm=norm, rngs=rngs))
-        in_features = features * expansion
+        stage.append(unit(in_features, features, 2 if i > 0 and j == 0 else 1, rngs=rngs))
+        in_features = features * unit.expansion
       stages.append(nnx.List(stage))
     self.stages = nnx.List(stages)
-    self.norm = _norm(norm, in_features, rngs)
-    self.head = nnx.Linear(in_features, num_outputs, rngs=rngs)
+    self.head = torch_init.torch_linear(in_features, num_outputs, rngs=rngs)
     self.encoding_size = in_features
 
   def feature_map(self, x: jax.Array) -> jax.Array:
-    """The final feature map, after the last norm and ReLU (before pooling).
-
-    Args:
-      x: images ``[batch, 64, 64, in_channels]`` in [0, 1].
-
-    Returns:
-      ``[batch, 2, 2, encoding_size]`` for 64x64 input (``[batch, 4, 4, ...]`` without the
-      stem pool); ``encoding_size`` is 512 (ResNet-18) or 2048.
-    """
-    if self.in_channels == 1:
-      x = jnp.broadcast_to(x, x.shape[:-1] + (3,))
-    x = self.root(2.0 * x - 1.0)
-    if self.stem_pool:
-      x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-      x = nnx.max_pool(x, (3, 3), strides=(2, 2))
-    for stage in self.stages:
-      for unit in stage:
-        x = unit(x)
-    return jax.nn.relu(self.norm(x))
-
-  def encode(self, x: jax.Array) -> jax.Array:
-    """The globally averaged final feature map, which the head reads.
+    """The output of the last unit (before pooling).
 
     Args:
       x: images ``[batch, height, width, in_channels]`` in [0, 1].
 
     Returns:
-      ``[batch, encoding_size]``.
+      ``[batch, s/32, s/32, encoding_size]`` for side ``s`` after the resize (2x2 on 64x64
+      input, 4x4 at resolution 128; twice that without the stem pool).
     """
+    x = preprocess.prepare(x, resolution=self.resolution, normalization="imagenet")
+    x = jax.nn.relu(self.bn1(self.conv1(x)))
+    if self.stem_pool:
+      # PyTorch's max-pool pads with -inf, as Flax's does.
+      x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for stage in self.stages:
+      for unit in stage:
+        x = unit(x)
+    return x
+
+  def encode(self, x: jax.Array) -> jax.Array:
+    """The globally averaged final feature map, which the head reads: ``[batch, encoding_size]``."""
     return jnp.mean(self.feature_map(x), axis=(1, 2))
 
   def __call__(self, x: jax.Array) -> jax.Array:
     return self.head(self.encode(x))
 
 
-def bit_param_map(depth: int) -> dict[str, tuple[str | int, ...]]:
-  """Names in a BiT R{depth}x1 checkpoint -> paths in ``nnx.state(ResNet(..., norm="group_ws"))``.
+_BATCH_NORM = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}
+
+
+def torchvision_param_map(depth: int) -> dict[str, tuple[str | int, ...]]:
+  """torchvision ResNet state-dict names -> paths in ``nnx.state(ResNet(..., depth=depth))``.
+
+  timm's ``resnet18/50/101`` checkpoints use the same names.
 
   Args:
-    depth: 50 or 101 (BiT publishes no ResNet-18).
+    depth: 18, 50 or 101.
 
   Returns:
-    One entry per backbone tensor; the head (``resnet/head/conv2d/*``) is left out. Values
-    are flat state paths such as ``("stages", 2, 22, "norm_c", "scale")``; tensors copy
-    without any transposition (both sides are HWIO / per-channel vectors).
+    One entry per backbone convolution weight and BatchNorm weight, bias, running_mean and
+    running_var; ``num_batches_tracked`` and the classifier ``fc.*`` are left out.
+    Convolution weights are OIHW in the file and HWIO here.
   """
-  if LAYOUTS.get(depth, ("basic",))[0] != "bottleneck":
-    raise ValueError(f"BiT has no ResNet-{depth}; use 50 or 101.")
-  names = {"resnet/root_block/standardized_conv2d/kernel": ("root", "kernel"),
-           "resnet/group_norm/gamma": ("norm", "scale"),
-           "resnet/group_norm/beta": ("norm", "bias")}
-  for i, units in enumerate(LAYOUTS[depth][1]):
+  if depth not in LAYOUTS:
+    raise ValueError(f"depth {depth} not in {sorted(LAYOUTS)}.")
+  names = {"conv1.weight": ("conv1", "kernel")}
+
+  def add_norm(name, path):
+    for torch_name, ours in _BATCH_NORM.items():
+      names[f"{name}.{torch_name}"] = path + (ours,)
+
+  add_norm("bn1", ("bn1",))
+  kind, stage_units = LAYOUTS[depth]
+  convs = "12" if kind == "basic" else "123"
+  for i, units in enumerate(stage_units):
     for j in range(units):
-      prefix, path = f"resnet/block{i + 1}/unit{j + 1:02d}", ("stages", i, j)
-      for part in "abc":
-        names[f"{prefix}/{part}/standardized_conv2d/kernel"] = path + (f"conv_{part}", "kernel")
-        names[f"{prefix}/{part}/group_norm/gamma"] = path + (f"norm_{part}", "scale")
-        names[f"{prefix}/{part}/group_norm/beta"] = path + (f"norm_{part}", "bias")
-      if j == 0:  # the first unit of every stage changes width or stride
-        names[f"{prefix}/a/proj/standardized_conv2d/kernel"] = path + ("proj", "kernel")
+      prefix, path = f"layer{i + 1}.{j}", ("stages", i, j)
+      for k in convs:
+        names[f"{prefix}.conv{k}.weight"] = path + (f"conv{k}", "kernel")
+        add_norm(f"{prefix}.bn{k}", path + (f"bn{k}",))
+      if j == 0 and (i > 0 or kind == "bottleneck"):  # width or stride changes
+        names[f"{prefix}.downsample.0.weight"] = path + ("proj_conv", "kernel")
+        add_norm(f"{prefix}.downsample.1", path + ("proj_bn",))
   return names
-
-
-# The model-table constructors ``(num_outputs, *, in_channels, rngs, **options)``.
-
-
-def resnet18(num_outputs: int, *, in_channels: int, rngs: nnx.Rngs, **kwargs) -> ResNet:
-  """ResNet-18 v2 with BatchNorm (see ``ResNet`` for Args)."""
-  return ResNet(num_outputs, in_channels=in_channels, rngs=rngs, depth=18, **kwargs)
-
-
-def resnet50(num_outputs: int, *, in_channels: int, rngs: nnx.Rngs, **kwargs) -> ResNet:
-  """ResNet-50 v2 with BatchNorm (see ``ResNet`` for Args)."""
-  return ResNet(num_outputs, in_channels=in_channels, rngs=rngs, depth=50, **kwargs)
-
-
-def resnet101(num_outputs: int, *, in_channels: int, rngs: nnx.Rngs, **kwargs) -> ResNet:
-  """ResNet-101 v2 with BatchNorm (see ``ResNet`` for Args)."""
-  return ResNet(num_outputs, in_channels=in_channels, rngs=rngs, depth=101, **kwargs)
-
-
-def bit_resnet50(num_outputs: int, *, in_channels: int, rngs: nnx.Rngs, **kwargs) -> ResNet:
-  """BiT R50x1 layout: GroupNorm + weight standardisation (see ``ResNet`` for Args)."""
-  return ResNet(num_outputs, in_channels=in_channels, rngs=rngs, depth=50, norm="group_ws",
-                **kwargs)
-
-
-def bit_resnet101(num_outputs: int, *, in_channels: int, rngs: nnx.Rngs, **kwargs) -> ResNet:
-  """BiT R101x1 layout: GroupNorm + weight standardisation (see ``ResNet`` for Args)."""
-  return ResNet(num_outputs, in_channels=in_channels, rngs=rngs, depth=101, norm="group_ws",
-                **kwargs)
