@@ -121,3 +121,16 @@ def trainable(optim_config) -> nnx.filterlib.Filter:
   pattern = re.compile(optim_config.trainable)
   return nnx.All(nnx.Param,
                  lambda path, value: pattern.search(path_string(path)) is not None)
+
+
+def train_mode(model: nnx.Module, optim_config) -> None:
+  """Training mode for what trains; inference mode for frozen normalisation layers.
+
+  A frozen BatchNorm keeps using (and never updates) its running statistics, so a frozen
+  backbone stays bitwise unchanged and behaves as it did when it was trained.
+  """
+  model.train()
+  pattern = re.compile(optim_config.trainable)
+  for path, module in nnx.iter_modules(model):
+    if isinstance(module, nnx.BatchNorm) and not pattern.search(path_string(path) + "/scale"):
+      module.eval()

@@ -70,7 +70,7 @@ def make_train_step(graphdef, stage: learner_lib.Stage, spec, render, mesh, key)
 
   def train_step(state, batch, step):
     model, optimizer = nnx.merge(graphdef, state)
-    model.train()
+    optim.train_mode(model, stage.optim)
     batch = prepare_batch(batch, spec, render)
     rng = jax.random.fold_in(key, step)
 
@@ -98,7 +98,7 @@ def make_state_loss(graphdef, stage: learner_lib.Stage, spec, render, key):
 
   def state_loss(state, batch, step):
     model, _ = nnx.merge(graphdef, state)
-    model.train()
+    optim.train_mode(model, stage.optim)
     return stage.learner.loss(model, prepare_batch(batch, spec, render),
                               jax.random.fold_in(key, step))[0]
 

@@ -7,6 +7,7 @@ from flax import nnx
 
 from gsgen import input_pipeline
 from gsgen import learners
+from gsgen import models
 from gsgen import optim
 from gsgen import sharding
 from gsgen import train
@@ -101,3 +102,36 @@ def test_frozen_parameters_stay_bitwise_while_the_head_trains():
   # The optimizer holds state for the trainable parameters only.
   opt = nnx.to_pure_dict(state)[1]
   assert "convs" not in str(jax.tree_util.tree_structure(opt))
+
+
+class _NormNet(nnx.Module):
+  """A convolution, a BatchNorm and a head: the smallest network with batch statistics."""
+
+  def __init__(self, num_outputs, *, in_channels, rngs):
+    self.conv = nnx.Conv(in_channels, 4, (4, 4), strides=4, rngs=rngs)
+    self.norm = nnx.BatchNorm(4, rngs=rngs)
+    self.head = nnx.Linear(4, num_outputs, rngs=rngs)
+
+  def __call__(self, x):
+    return self.head(self.norm(self.conv(x)).mean((1, 2)))
+
+
+@pytest.mark.parametrize("trainable,frozen_moves", [("^head/", False), (".*", True)])
+def test_a_frozen_batch_norm_keeps_its_statistics(trainable, frozen_moves, monkeypatch):
+  monkeypatch.setitem(models.MODELS, "norm_net", _NormNet)
+  config = benchmark.get_config("dataset=dsprites,split=random,model=norm_net,preset=smoke")
+  config.optim.trainable = trainable
+  stage = learners.Stage("train", regression.LEARNER, 3, config.optim)
+  source = input_pipeline.make_source("dsprites", "random", grid_sizes=tuple(config.data.grid))
+  from gsgen.datasets import procedural
+  mesh = sharding.make_mesh()
+  graphdef, state, _ = train.create_state(config, stage, source.spec, mesh, nnx.Rngs(0))
+  before = jax.device_get(nnx.to_pure_dict(state)[0]["norm"])
+  step = train.make_train_step(graphdef, stage, source.spec,
+                               procedural.renderer(source.spec), mesh, jax.random.key(0))
+  batches = input_pipeline.TrainBatches(source, 64, seed=0, mesh=mesh)
+  for s in range(3):
+    state, _ = step(state, batches.get(s), s + 1)
+  after = jax.device_get(nnx.to_pure_dict(state)[0]["norm"])
+  for name in ("mean", "var", "scale", "bias"):
+    assert np.array_equal(before[name], after[name]) != frozen_moves, name

@@ -2,7 +2,6 @@
 finished study, a partial report; and what identifies a cell."""
 
 import csv
-import json
 import os
 import shutil
 import signal
