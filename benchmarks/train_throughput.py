@@ -28,6 +28,7 @@ from gsgen import input_pipeline
 from gsgen import learners
 from gsgen import sharding
 from gsgen import specs
+from gsgen import steps as steps_lib
 from gsgen import train
 from gsgen.configs import benchmark
 from gsgen.datasets import procedural
@@ -36,22 +37,32 @@ from gsgen.learners import learner as learner_lib
 
 
 def measure(model: str, source, steps: int, batch_size: int = 64,
-            learner: str = "regression", preset: str = "paper") -> float:
+            learner: str = "regression", preset: str = "paper", num_seeds: int = 1) -> float:
   """Training images per second of the first stage of ``learner`` with ``model`` on
   ``source``, timed after compilation; the preset gives the optimizer and the model's
-  resolution (its weight file is not loaded: the speed is the same)."""
+  resolution (its weight file is not loaded: the speed is the same). With ``num_seeds``
+  replicas trained by one program, the figure is per seed (all seeds' images / N)."""
   config = benchmark.get_config(f"dataset={source.spec.name},model={model},learner={learner},"
                                 f"preset={preset}")
   config.init_from.weights = ""
   config.train.batch_size = batch_size
   stage = learner_lib.stages(learners.get(learner), config)[0]
   mesh = sharding.make_mesh()
-  graphdef, state, _ = train.create_state(config, stage, source.spec, mesh, nnx.Rngs(0))
+  built = [train.create_state(config, stage, source.spec, mesh, nnx.Rngs(s))
+           for s in range(num_seeds)]
+  graphdef = built[0][0]
+  keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds))
+  if num_seeds == 1:
+    state, key = built[0][1], keys[0]
+    batches = input_pipeline.TrainBatches(source, batch_size, 0, mesh,
+                                          sampler=stage.learner.sampler)
+  else:
+    state = jax.tree.map(lambda *xs: jnp.stack(xs), *[b[1] for b in built])
+    key = keys
+    batches = input_pipeline.SeedBatches(source, batch_size, range(num_seeds), mesh,
+                                         sampler=stage.learner.sampler)
   render = procedural.renderer(source.spec) if source.renders_on_device else None
-  step_fn = train.make_train_step(graphdef, stage, source.spec, render, mesh,
-                                  jax.random.key(0))
-  batches = input_pipeline.TrainBatches(source, batch_size, 0, mesh,
-                                        sampler=stage.learner.sampler)
+  step_fn = steps_lib.make_train_step(graphdef, stage, source.spec, render, mesh, key)
   state, metrics = step_fn(state, batches.get(0), jnp.int32(1))  # compile
   jax.block_until_ready(metrics)
   start = time.perf_counter()
@@ -59,7 +70,6 @@ def measure(model: str, source, steps: int, batch_size: int = 64,
     state, metrics = step_fn(state, batches.get(step), jnp.int32(step + 1))
   jax.block_until_ready(metrics)
   return steps * batch_size / (time.perf_counter() - start)
-
 
 def main():
   parser = argparse.ArgumentParser()
@@ -73,6 +83,8 @@ def main():
   parser.add_argument("--official_dir", default="data")
   parser.add_argument("--grid", default="",
                       help="reduced grid for stored sources, e.g. 3,6,10,32,32")
+  parser.add_argument("--num_seeds", default="1",
+                      help="replicas trained by one program, e.g. 1,4,8 (figures per seed)")
   args = parser.parse_args()
   device = jax.devices()[0]
   print(f"device: {device.device_kind} x{jax.device_count()} ({device.platform}), "
@@ -85,10 +97,12 @@ def main():
       prepare.prepare(args.dataset, data, args.data_dir, args.official_dir, grid_sizes=sizes)
     source = input_pipeline.make_source(args.dataset, data.benchmark_split or "random", data,
                                         data_dir=args.data_dir)
-    rate = measure(args.model, source, args.steps, args.batch, preset=args.preset)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    print(f"train {args.model:<12} {data.name:<17} {rate:>9,.1f} images/s, peak memory "
-          f"{peak:.1f} GiB")
+    for n in (int(k) for k in args.num_seeds.split(",")):
+      rate = measure(args.model, source, args.steps, args.batch, preset=args.preset,
+                     num_seeds=n)
+      peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+      print(f"train {args.model:<12} {data.name:<17} seeds/program {n:<2} {rate:>9,.1f} "
+            f"images/s per seed, peak memory {peak:.1f} GiB")
 
 
 if __name__ == "__main__":

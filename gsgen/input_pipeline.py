@@ -194,6 +194,26 @@ class TrainBatches:
     return sharding.global_batch(self._pending.pop(step).result(), self.mesh)
 
 
+class SeedBatches:
+  """The batches of several seeds' runs at once, for replicas trained by one program.
+
+  Replica i sees exactly the batches of a single-seed run with seed ``seeds[i]``; the global
+  batch is ``[seeds, batch, ...]``, sharded over the mesh on its batch axis.
+  """
+
+  def __init__(self, source: Source, global_batch_size: int, seeds, mesh,
+               sampler: str = "single"):
+    self._runs = [TrainBatches(source, global_batch_size, s, mesh, sampler=sampler)
+                  for s in seeds]
+    self.mesh = mesh
+
+  def get(self, step: int) -> dict:
+    """The stacked global batch at ``step``."""
+    host = [run.host_batch(step) for run in self._runs]
+    return sharding.global_batch({k: np.stack([h[k] for h in host]) for k in host[0]},
+                                 self.mesh, axis=1)
+
+
 def eval_batch(source: Source, part: str, positions: np.ndarray, mesh) -> dict:
   """The global evaluation batch of ``positions`` into a part; this process reads its rows.
 

@@ -84,7 +84,8 @@ def main(argv):
   if results is None:
     print(f"stopped at step {_STOP_AFTER.value}; rerun with the same --workdir to continue.")
   elif jax.process_index() == 0:
-    print(report.format_table(results))
+    for one in results.get("per_seed", {"": results}).values():
+      print(report.format_table(one))
     print(f"results: {_WORKDIR.value}/results.json")
 
 

@@ -69,14 +69,26 @@ def _encoder(model: nnx.Module) -> nnx.Module:
   return getattr(model, "encoder", model)
 
 
-def load(workdir: str) -> Run:
+def load(workdir: str, seed: int | None = None) -> Run:
   """The run in ``workdir``, from its ``config.json`` and newest checkpoint.
+
+  Args:
+    workdir: the run's folder.
+    seed: which replica of a several-seed run (``config.num_seeds > 1``) to load.
 
   Raises:
     FileNotFoundError: no run or no checkpoint there.
+    ValueError: a several-seed run without a valid ``seed``.
   """
   config = ml_collections.ConfigDict(init_lib.read_config(workdir))
   arrays, meta = init_lib.run_variables(workdir)
+  seeds = list(range(config.seed, config.seed + config.num_seeds))
+  if len(seeds) > 1:
+    if seed not in seeds:
+      raise ValueError(f"{workdir} trained seeds {seeds[0]}..{seeds[-1]} in one program; "
+                       f"choose one with runs.load(workdir, seed=...).")
+    arrays = {k: v[seed - config.seed] for k, v in arrays.items()}
+    config.seed, config.num_seeds = seed, 1
   learner = learners.get(config.learner)
   stage = learner_lib.stages(learner, config)[-1]
   spec = specs_lib.get(config.dataset)

@@ -32,8 +32,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
 
-def batch_sharded(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+def batch_sharded(mesh: Mesh, axis: int = 0) -> NamedSharding:
+  """Arrays split over the ``data`` axis along their dimension ``axis``."""
+  return NamedSharding(mesh, PartitionSpec(*([None] * axis), DATA_AXIS))
 
 
 def replicate(tree, mesh: Mesh):
@@ -57,8 +58,14 @@ def process_rows(global_batch_size: int) -> slice:
   return slice(start, start + local)
 
 
-def global_batch(local_tree, mesh: Mesh):
-  """Assembles per-process numpy arrays into global arrays sharded on the ``data`` axis."""
-  sharding = batch_sharded(mesh)
+def global_batch(local_tree, mesh: Mesh, axis: int = 0):
+  """Assembles per-process numpy arrays into global arrays sharded on the ``data`` axis.
+
+  Args:
+    local_tree: this process's rows (along ``axis``) of every array.
+    mesh: the device mesh.
+    axis: the batch axis (1 for ``[seeds, batch, ...]``).
+  """
+  sharding = batch_sharded(mesh, axis)
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x),
                       local_tree)

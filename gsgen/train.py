@@ -18,6 +18,7 @@ workdir resumes exactly where the last one stopped.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -26,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import tqdm
 from flax import nnx
 
@@ -39,81 +39,10 @@ from gsgen import metric_log
 from gsgen import models
 from gsgen import optim
 from gsgen import sharding
+from gsgen import steps as steps_lib
 from gsgen import validate
 from gsgen import workdir as workdir_lib
 from gsgen.learners import learner as learner_lib
-
-
-def prepare_batch(batch: dict, spec, render) -> dict:
-  """What a learner's loss sees: float images in [0, 1], factor indices and targets.
-
-  Procedural batches carry only factor indices (``[B, F]`` or pairs ``[B, 2, F]``) and are
-  rendered here, inside the jitted step, on the device that trains.
-  """
-  idx = batch["factor_indices"]
-  if "image" in batch:
-    images = batch["image"]
-  else:
-    flat = render(idx.reshape(-1, idx.shape[-1]))
-    images = flat.reshape(idx.shape[:-1] + flat.shape[1:])
-  return {"image": images.astype(jnp.float32) / 255.0, "factor_indices": idx,
-          "targets": spec.targets(idx)}
-
-
-def make_train_step(graphdef, stage: learner_lib.Stage, spec, render, mesh, key):
-  """The jitted step of a stage: ``(state, batch, step) -> (state, metrics)``, state donated.
-
-  ``metrics`` holds the loss, the learner's own terms, the norm of the gradient of the
-  trainable parameters and the norm of all parameters after the update.
-  """
-  wrt = optim.trainable(stage.optim)
-
-  def train_step(state, batch, step):
-    model, optimizer = nnx.merge(graphdef, state)
-    optim.train_mode(model, stage.optim)
-    batch = prepare_batch(batch, spec, render)
-    rng = jax.random.fold_in(key, step)
-
-    def loss_fn(model):
-      return stage.learner.loss(model, batch, rng)
-
-    (loss, aux), grads = nnx.value_and_grad(
-        loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)
-    optimizer.update(model, grads)
-    metrics = {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads),
-               "param_norm": optax.tree.norm(nnx.state(model, nnx.Param))}
-    return nnx.state((model, optimizer)), metrics
-
-  replicated = sharding.replicated(mesh)
-  return jax.jit(train_step, donate_argnums=0, out_shardings=(replicated, replicated))
-
-
-def make_state_loss(graphdef, stage: learner_lib.Stage, spec, render, key):
-  """The jitted ``(state, batch, step) -> loss`` of a state as it is, without updating it.
-
-  A state is only saved once the loss it gives is finite: an update can leave every
-  parameter finite yet so large that the next loss overflows, and a checkpoint of it would
-  fail again on every resume.
-  """
-
-  def state_loss(state, batch, step):
-    model, _ = nnx.merge(graphdef, state)
-    optim.train_mode(model, stage.optim)
-    return stage.learner.loss(model, prepare_batch(batch, spec, render),
-                              jax.random.fold_in(key, step))[0]
-
-  return jax.jit(state_loss)
-
-
-def make_predict(graphdef, learner: learner_lib.Learner, spec, render):
-  """The jitted ``(state, batch) -> normalised targets`` of a learner, in inference mode."""
-
-  def predict(state, batch):
-    model, _ = nnx.merge(graphdef, state)
-    model.eval()
-    return learner.predict(model, prepare_batch(batch, spec, render)["image"])
-
-  return jax.jit(predict)
 
 
 def create_state(config, stage: learner_lib.Stage, spec, mesh, rngs: nnx.Rngs,
@@ -137,10 +66,13 @@ def create_state(config, stage: learner_lib.Stage, spec, mesh, rngs: nnx.Rngs,
 
 
 def identity(config, source) -> dict:
-  """What every result names: dataset, data source, split, model, learner and seed."""
-  return {"dataset": source.spec.name, "data_source": source.data_source,
-          "source": source.data.name, "split": source.split, "model": config.model,
-          "learner": config.learner, "seed": config.seed, "grid": list(source.spec.sizes)}
+  """What every result names: dataset, data source, split, model, learner and seed(s)."""
+  out = {"dataset": source.spec.name, "data_source": source.data_source,
+         "source": source.data.name, "split": source.split, "model": config.model,
+         "learner": config.learner, "seed": config.seed, "grid": list(source.spec.sizes)}
+  if config.num_seeds > 1:
+    out["num_seeds"] = config.num_seeds
+  return out
 
 
 def _saved(state) -> dict:
@@ -220,6 +152,8 @@ def _finished_results(workdir: str, config) -> dict | None:
 
 def _train_and_evaluate(config, workdir, stop_after_step, stages, source, changes):
   spec, run_id = source.spec, identity(config, source)
+  seeds = [config.seed + i for i in range(config.num_seeds)]
+  stacked = len(seeds) > 1  # replicas with a leading seed axis, trained by one program
   mesh = sharding.make_mesh()
   render = None
   if source.renders_on_device:
@@ -229,22 +163,26 @@ def _train_and_evaluate(config, workdir, stop_after_step, stages, source, change
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                      config.train.checkpoint_every)
   start = ckpt.latest_step() or 0
-  log = metric_log.MetricLog(workdir, start)
+  logs = [metric_log.MetricLog(seed_dir(workdir, s) if stacked else workdir, start)
+          for s in seeds]
   bounds = np.cumsum([0] + [s.steps for s in stages]).tolist()
   total = bounds[-1]
   last = total if stop_after_step is None else min(total, stop_after_step)
-  key = jax.random.key(config.seed)
-  previous, init_record = None, {}
+  keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
+  previous, init_records = None, [{}] * len(seeds)
   try:
     for k, stage in enumerate(stages):
       first, end = bounds[k], bounds[k + 1]
       if start > end:
         continue  # a later stage's checkpoint holds everything needed
-      rngs = nnx.Rngs(config.seed if k == 0 else jax.random.fold_in(key, 1 << 20 | k))
-      graphdef, state, record = create_state(config, stage, spec, mesh, rngs,
-                                             previous if start <= first else None)
+      built = [create_state(config, stage, spec, mesh,
+                            nnx.Rngs(s if k == 0 else jax.random.fold_in(keys[i], 1 << 20 | k)),
+                            previous[i] if previous and start <= first else None)
+               for i, s in enumerate(seeds)]
+      graphdef = built[0][0]
+      state = _stack([b[1] for b in built]) if stacked else built[0][1]
       if k == 0:
-        init_record = record
+        init_records = [b[2] for b in built]
       if start > first:
         found = ckpt.read_meta(start).get("stage")
         if found != stage.name:
@@ -252,51 +190,89 @@ def _train_and_evaluate(config, workdir, stop_after_step, stages, source, change
                            f"not {stage.name!r}; the run's stages changed. Use another "
                            f"workdir.")
         state = _restore(ckpt, start, state)
-      state = _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, log,
+      stage_keys = jax.vmap(lambda key: jax.random.fold_in(key, k))(keys)  # pylint: disable=cell-var-from-loop
+      state = _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, logs,
                          run_id, steps=(max(start, first), min(end, last)), offset=first,
-                         key=jax.random.fold_in(key, k))
+                         key=stage_keys if stacked else stage_keys[0], seeds=seeds)
       if last < end:
         return None
-      previous = nnx.merge(graphdef, state)[0]
+      previous = [nnx.merge(graphdef, _unstack(state, i) if stacked else state)[0]
+                  for i in range(len(seeds))]
   finally:
     ckpt.close()
     if last < total:
-      log.close()
+      for log in logs:
+        log.close()
 
-  predict = make_predict(graphdef, stages[-1].learner, spec, render)
-  test = _evaluate(config, source, lambda batch: predict(state, batch), mesh)
-  log.scalars("test", test, total)
-  log.close()
-  results = {**run_id, "steps": total, "stages": {s.name: s.steps for s in stages},
-             "test": test,
-             "train": {"final_loss": log.last.get("loss"),
-                       "images_per_second": log.last.get("images_per_second"),
-                       "final_metrics": _final_metrics(log.rows, stages),
-                       "num_params": models.num_params(previous),
-                       "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"},
-             "init_from": init_record,
-             "config_changes": changes,
-             "config": config.to_dict()}
+  predict = steps_lib.make_predict(graphdef, stages[-1].learner, spec, render)
+  per_seed = []
+  for i, s in enumerate(seeds):
+    one = copy.deepcopy(config)  # replica i's config is that of its single-seed run
+    one.seed, one.num_seeds = s, 1
+    replica = _unstack(state, i) if stacked else state
+    test = _evaluate(one, source, lambda batch: predict(replica, batch), mesh)  # pylint: disable=cell-var-from-loop
+    logs[i].scalars("test", test, total)
+    logs[i].close()
+    per_seed.append({
+        **identity(one, source), "steps": total,
+        "stages": {st.name: st.steps for st in stages}, "test": test,
+        "train": {"final_loss": logs[i].last.get("loss"),
+                  "images_per_second": logs[i].last.get("images_per_second"),
+                  "final_metrics": _final_metrics(logs[i].rows, stages),
+                  "num_params": models.num_params(previous[i]),
+                  "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+                  "seeds_in_one_program": len(seeds)},
+        "init_from": init_records[i], "config_changes": changes,
+        "config": one.to_dict()})
+  if not stacked:
+    per_seed[0]["config"] = config.to_dict()
+    del per_seed[0]["train"]["seeds_in_one_program"]
+    results = per_seed[0]
+  else:
+    results = {**run_id, "steps": total, "seeds": seeds,
+               "per_seed": {str(s): r for s, r in zip(seeds, per_seed)},
+               "config_changes": changes, "config": config.to_dict()}
   if jax.process_index() == 0:
+    if stacked:
+      for s, r in zip(seeds, per_seed):
+        workdir_lib.write_json(os.path.join(seed_dir(workdir, s), "results.json"), r)
     workdir_lib.write_json(os.path.join(workdir, "results.json"), results)
   return results
 
 
-def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, log, run_id, *,
-               steps, offset, key):
+def seed_dir(workdir: str, seed: int) -> str:
+  """Where one replica of a several-seed run writes its metrics and results."""
+  return os.path.join(workdir, f"seed{seed}")
+
+
+def _stack(trees):
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _unstack(tree, i):
+  return jax.tree.map(lambda x: x[i], tree)
+
+
+def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, logs, run_id, *,
+               steps, offset, key, seeds):
   """Runs global steps ``steps[0] + 1 .. steps[1]`` of a stage; returns the state."""
   begin, stop = steps
   if begin >= stop:
     return state
-  train_step = make_train_step(graphdef, stage, source.spec, render, mesh, key)
-  state_loss = make_state_loss(graphdef, stage, source.spec, render, key)
+  train_step = steps_lib.make_train_step(graphdef, stage, source.spec, render, mesh, key)
+  state_loss = steps_lib.make_state_loss(graphdef, stage, source.spec, render, key)
   batch_size = config.train.batch_size
-  batches = input_pipeline.TrainBatches(source, batch_size, config.seed, mesh,
-                                        sampler=stage.learner.sampler)
+  if len(seeds) == 1:
+    batches = input_pipeline.TrainBatches(source, batch_size, seeds[0], mesh,
+                                          sampler=stage.learner.sampler)
+  else:
+    batches = input_pipeline.SeedBatches(source, batch_size, seeds, mesh,
+                                         sampler=stage.learner.sampler)
   pending, tick, tick_step = [], time.perf_counter(), begin
   bar = tqdm.tqdm(total=stop - offset, initial=begin - offset, unit="step", dynamic_ncols=True,
                   desc=f"{source.spec.name}/{config.split}/{config.model}/{stage.name}/"
-                       f"seed{config.seed}",
+                       f"seed{'s' if len(seeds) > 1 else ''}"
+                       f"{'-'.join(map(str, sorted({seeds[0], seeds[-1]})))}",
                   disable=not config.progress or jax.process_index() != 0)
   for step in range(begin + 1, stop + 1):
     local = step - offset  # the stage's own step count: its data order and key
@@ -305,23 +281,30 @@ def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, log, 
     pending.append((step, metrics))
     bar.update(1)
     if step % config.train.log_every == 0 or step == stop or ckpt.should_save(step):
-      fetched = _check_finite(jax.device_get(pending), ckpt)
+      fetched = _check_finite(jax.device_get(pending), ckpt, seeds)
       now = time.perf_counter()
       rate = (step - tick_step) * batch_size / max(now - tick, 1e-9)
-      row = {"step": step, "stage": stage.name,
-             **{k: float(v) for k, v in fetched[-1][1].items()}, "images_per_second": rate}
-      log.write(row)
-      bar.set_postfix(loss=f"{row['loss']:.4g}", img_s=f"{rate:,.0f}")
+      for i, log in enumerate(logs):
+        values = {k: np.asarray(v).reshape(-1)[i] for k, v in fetched[-1][1].items()}
+        log.write({"step": step, "stage": stage.name,
+                   **{k: float(v) for k, v in values.items()}, "images_per_second": rate})
+      bar.set_postfix(loss=f"{logs[0].last['loss']:.4g}",
+                      img_s=f"{rate * len(seeds):,.0f}")
       pending, tick, tick_step = [], now, step
     if ckpt.should_save(step) or step == stop:
-      loss = float(state_loss(state, batch, jnp.int32(local)))
-      if not np.isfinite(loss):
-        raise FloatingPointError(_divergence(f"the loss of the updated state ({loss})", step,
-                                             ckpt))
+      loss = np.asarray(state_loss(state, batch, jnp.int32(local))).reshape(-1)
+      if not np.all(np.isfinite(loss)):
+        i = int(np.flatnonzero(~np.isfinite(loss))[0])
+        raise FloatingPointError(_divergence(
+            f"the loss of the updated state ({loss[i]}{_of_seed(seeds, i)})", step, ckpt))
       ckpt.save(step, _saved(state), {"step": step, "seed": config.seed,
                                       "identity": run_id, "stage": stage.name})
   bar.close()
   return state
+
+
+def _of_seed(seeds, i) -> str:
+  return f", seed {seeds[i]}" if len(seeds) > 1 else ""
 
 
 def _final_metrics(rows: list[dict], stages) -> dict:
@@ -333,13 +316,15 @@ def _final_metrics(rows: list[dict], stages) -> dict:
   return out
 
 
-def _check_finite(fetched, ckpt):
+def _check_finite(fetched, ckpt, seeds):
   """Stops (before any save) once a loss or the updated parameters are not finite."""
   for step, metrics in fetched:
     for name, what in (("loss", "loss"), ("param_norm", "parameters after the update")):
-      value = float(metrics[name])
-      if not np.isfinite(value):
-        raise FloatingPointError(_divergence(f"non-finite {what} ({value})", step, ckpt))
+      values = np.asarray(metrics[name], np.float64).reshape(-1)
+      if not np.all(np.isfinite(values)):
+        i = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise FloatingPointError(_divergence(
+            f"non-finite {what} ({values[i]}{_of_seed(seeds, i)})", step, ckpt))
   return fetched
 
 

@@ -47,6 +47,7 @@ def config(config, num_devices: int) -> None:
                      f"{', '.join(models.MODELS)}.")
   learner = learners.get(config.learner)
   _positive_int(config.seed, "seed", allow_zero=True)
+  _positive_int(config.num_seeds, "num_seeds")
   _positive_int(config.train.steps, "train.steps", allow_zero=True)
   for field in ("train.batch_size", "train.log_every", "train.checkpoint_every",
                 "eval.batch_size"):

@@ -10,6 +10,7 @@ from gsgen import learners
 from gsgen import models
 from gsgen import optim
 from gsgen import sharding
+from gsgen import steps
 from gsgen import train
 from gsgen.configs import benchmark
 from gsgen.learners import regression
@@ -88,7 +89,7 @@ def test_frozen_parameters_stay_bitwise_while_the_head_trains():
   mesh = sharding.make_mesh()
   graphdef, state, _ = train.create_state(config, stage, source.spec, mesh, nnx.Rngs(0))
   before = jax.device_get(nnx.to_pure_dict(state)[0])
-  step = train.make_train_step(graphdef, stage, source.spec,
+  step = steps.make_train_step(graphdef, stage, source.spec,
                                procedural.renderer(source.spec), mesh, jax.random.key(0))
   batches = input_pipeline.TrainBatches(source, 64, seed=0, mesh=mesh)
   for s in range(10):
@@ -127,7 +128,7 @@ def test_a_frozen_batch_norm_keeps_its_statistics(trainable, frozen_moves, monke
   mesh = sharding.make_mesh()
   graphdef, state, _ = train.create_state(config, stage, source.spec, mesh, nnx.Rngs(0))
   before = jax.device_get(nnx.to_pure_dict(state)[0]["norm"])
-  step = train.make_train_step(graphdef, stage, source.spec,
+  step = steps.make_train_step(graphdef, stage, source.spec,
                                procedural.renderer(source.spec), mesh, jax.random.key(0))
   batches = input_pipeline.TrainBatches(source, 64, seed=0, mesh=mesh)
   for s in range(3):

@@ -128,3 +128,26 @@ def test_a_finished_cell_of_another_preset_is_not_taken_for_this_one(finished, t
 def test_unknown_study_lists_the_named_ones():
   with pytest.raises(FileNotFoundError, match="named studies: .*cpu.*smoke"):
     study_lib.load("tiny")
+
+
+def test_seeds_of_a_cell_train_as_replicas_of_one_program(tmp_path):
+  (tmp_path / "two_seeds.py").write_text(
+      'STUDY = {"name": "two_seeds", "preset": "smoke", "datasets": ("dsprites",), '
+      '"splits": ("extrapolation",), "seeds": (0, 1), '
+      '"approaches": {"mlp": {"model": "mlp"}}}\n')
+  study = study_lib.load(str(tmp_path / "two_seeds.py"))
+  assert [u.name for u in runner.units(study.cells(), 2)] == [
+      "dsprites-extrapolation-mlp-smoke-seeds0-1"]
+  lines = []
+  summary = runner.run(study, str(tmp_path / "run"), seeds_per_program=2,
+                       print_fn=lines.append)
+  assert sorted(summary["done"]) == [c.name for c in study.cells()]
+  assert all(runner.is_finished(c, str(tmp_path / "run")) for c in study.cells())
+  out = report.write_all(str(tmp_path / "run"), print_fn=lambda _: None)
+  assert out["rows"] == 2 and not out["missing"]
+  assert any(p.endswith("5_predictions_dsprites.png") for p in out["files"])
+  rows = table(tmp_path / "run")
+  assert [r["seed"] for r in rows] == ["0", "1"] and rows[0]["test.rsquared"] != rows[1][
+      "test.rsquared"]
+  assert runner.run(study, str(tmp_path / "run"), seeds_per_program=2,
+                    print_fn=lines.append)["done"] == []

@@ -14,6 +14,7 @@ from gsgen import learners
 from gsgen import models
 from gsgen import sharding
 from gsgen import report
+from gsgen import steps
 from gsgen import train
 from gsgen.configs import benchmark
 from gsgen.learners import regression
@@ -70,7 +71,7 @@ def test_sharded_step_equals_single_device_step(model, monkeypatch):
   for devices in (jax.devices()[:1], jax.devices()):
     mesh = sharding.make_mesh(devices)
     graphdef, state, _ = train.create_state(config, stage, source.spec, mesh, nnx.Rngs(0))
-    step = train.make_train_step(graphdef, stage, source.spec, render, mesh,
+    step = steps.make_train_step(graphdef, stage, source.spec, render, mesh,
                                  jax.random.key(0))
     batch = input_pipeline.TrainBatches(source, 64, seed=0, mesh=mesh).get(0)
     assert len(batch["factor_indices"].sharding.device_set) == len(devices)

@@ -67,6 +67,8 @@ FIELDS = {
     "dataset": "dsprites, shapes3d or mpi3d",
     "split": "random, composition, interpolation or extrapolation",
     "seed": "initialisation, data order and random draws of the run",
+    "num_seeds": "train seeds seed .. seed+N-1 as N replicas in one program (results per "
+                 "seed under seed<s>/)",
     "preset": "the budget the config was built from (cpu, paper, smoke, transfer)",
     "model": "model name (gsgen.models.MODELS); choose it in the config argument, so that "
              "model_kwargs holds its options",
@@ -131,6 +133,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.dataset = values["dataset"]
   config.split = values["split"]
   config.seed = int(values["seed"])
+  config.num_seeds = 1
   config.preset = values["preset"]
   config.model = values["model"]
   kwargs = models.options(config.model) if config.model in models.MODELS else {}

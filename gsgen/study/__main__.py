@@ -32,6 +32,8 @@ def main(argv=None) -> int:
   run.add_argument("--address", default=None, help="Ray cluster address (e.g. auto)")
   run.add_argument("--gpus_per_cell", type=float, default=0.0,
                    help="Ray: the GPU share of a cell (0.25 packs four on one GPU)")
+  run.add_argument("--seeds_per_program", type=int, default=1,
+                   help="train up to N consecutive seeds of a cell as replicas of one program")
   run.add_argument("--no_report", action="store_true", help="skip the report at the end")
   rep = sub.add_parser("report", help="results.csv, leaderboard.md, claims.md and figures/")
   rep.add_argument("--workdir", required=True)
@@ -49,7 +51,8 @@ def main(argv=None) -> int:
       return 0
     summary = runner.run(study_lib.load(args.study), args.workdir, jobs=args.jobs,
                          retries=args.retries, executor=args.executor, address=args.address,
-                         gpus_per_cell=args.gpus_per_cell)
+                         gpus_per_cell=args.gpus_per_cell,
+                         seeds_per_program=args.seeds_per_program)
     if not args.no_report:
       report.write_all(args.workdir)
     return 1 if summary["failed"] else 0

@@ -147,7 +147,14 @@ def predictions_figure(workdir: str, rows, dataset: str, path: str) -> str | Non
   if best["source"].startswith("benchmark_"):
     return None
   from gsgen import runs  # pylint: disable=g-import-not-at-top
-  run = runs.load(os.path.join(workdir, best["cell"]))
+  cell_dir = os.path.join(workdir, best["cell"])
+  pointer = os.path.join(cell_dir, "replica_of.json")
+  if os.path.isfile(pointer):  # trained as one replica of a several-seed program
+    with open(pointer) as f:
+      where = json.load(f)
+    run = runs.load(os.path.normpath(os.path.join(cell_dir, where["workdir"])), where["seed"])
+  else:
+    run = runs.load(cell_dir)
   spec = run.spec
   marked = splits_lib.marked_values(spec, "extrapolation")
   j = max((spec.factor_index(n) for n in marked), key=lambda i: spec.factors[i].size)

@@ -31,11 +31,67 @@ from gsgen.study import write_manifest
 EXECUTORS = ("local", "ray")
 
 
-def command(cell: Cell, workdir: str) -> list[str]:
-  """The launcher command of ``cell`` with its workdir under the study's ``workdir``."""
-  return [sys.executable, "-m", "gsgen.main", f"--config=benchmark:{cell.config_arg()}",
-          *cell.flags(), "--config.progress=False",
-          f"--workdir={os.path.join(workdir, cell.name)}"]
+@dataclasses.dataclass(frozen=True)
+class Unit:
+  """What one launcher process trains: one cell, or the consecutive seeds of one cell as
+  replicas of one program (``config.num_seeds``)."""
+  cells: tuple
+
+  @property
+  def name(self) -> str:
+    """The workdir name (a cell's own name for a single cell)."""
+    first, last = self.cells[0], self.cells[-1]
+    if len(self.cells) == 1:
+      return first.name
+    return first.name[:-len(f"seed{first.seed}")] + f"seeds{first.seed}-{last.seed}"
+
+
+def units(cells: list[Cell], seeds_per_program: int) -> list[Unit]:
+  """Groups the cells that differ only in consecutive seeds, at most ``seeds_per_program``."""
+  if seeds_per_program <= 1:
+    return [Unit((c,)) for c in cells]
+  groups = {}
+  for c in cells:
+    groups.setdefault(dataclasses.replace(c, seed=0), []).append(c)
+  out = []
+  for members in groups.values():
+    members.sort(key=lambda c: c.seed)
+    run = [members[0]]
+    for c in members[1:]:
+      if c.seed == run[-1].seed + 1 and len(run) < seeds_per_program:
+        run.append(c)
+      else:
+        out.append(Unit(tuple(run)))
+        run = [c]
+    out.append(Unit(tuple(run)))
+  return out
+
+
+def command(unit, workdir: str) -> list[str]:
+  """The launcher command of a unit (or a cell) with its workdir under the study's."""
+  unit = unit if isinstance(unit, Unit) else Unit((unit,))
+  first = unit.cells[0]
+  seeds = [f"--config.num_seeds={len(unit.cells)}"] if len(unit.cells) > 1 else []
+  return [sys.executable, "-m", "gsgen.main", f"--config=benchmark:{first.config_arg()}",
+          *first.flags(), *seeds, "--config.progress=False",
+          f"--workdir={os.path.join(workdir, unit.name)}"]
+
+
+def _hand_out(unit: Unit, workdir: str) -> None:
+  """Copies each replica's results of a several-seed unit into its cell's own workdir, with
+  a note of where the checkpoints are (`gsgen.runs.load` follows it)."""
+  if len(unit.cells) == 1:
+    return
+  import shutil  # pylint: disable=g-import-not-at-top
+  for c in unit.cells:
+    cell_dir = os.path.join(workdir, c.name)
+    os.makedirs(cell_dir, exist_ok=True)
+    replica = os.path.join(workdir, unit.name, f"seed{c.seed}")
+    for name in ("metrics.jsonl", "results.json"):  # results last: it marks the cell done
+      shutil.copyfile(os.path.join(replica, name), os.path.join(cell_dir, name + ".tmp"))
+      os.replace(os.path.join(cell_dir, name + ".tmp"), os.path.join(cell_dir, name))
+    workdir_lib.write_json(os.path.join(cell_dir, "replica_of.json"),
+                           {"workdir": os.path.join("..", unit.name), "seed": c.seed})
 
 
 def is_finished(cell: Cell, workdir: str) -> bool:
@@ -92,17 +148,19 @@ class _Progress:
 
 def run(study: Study, workdir: str, *, jobs: int = 1, retries: int = 2,
         executor: str = "local", address: str | None = None, gpus_per_cell: float = 0.0,
-        print_fn: Callable[[str], None] = print) -> dict:
+        seeds_per_program: int = 1, print_fn: Callable[[str], None] = print) -> dict:
   """Runs every unfinished cell of ``study``.
 
   Args:
     study: the study.
     workdir: the study's folder; cell ``c`` runs in ``workdir/c.name``.
-    jobs: cells at once (local executor; Ray schedules by its resources).
+    jobs: processes at once (local executor; Ray schedules by its resources).
     retries: attempts after the first before a cell counts as failed.
     executor: ``local`` worker processes or ``ray``.
     address: the Ray cluster (``auto``, ``ray://host:10001``); None starts a local one.
-    gpus_per_cell: Ray's GPU share per cell (0.25 packs four small cells on one GPU).
+    gpus_per_cell: Ray's GPU share per process (0.25 packs four on one GPU).
+    seeds_per_program: train up to this many consecutive seeds of a cell as replicas of
+      one program (``config.num_seeds``); each seed's results still land in its own cell.
     print_fn: where progress lines go.
 
   Returns:
@@ -126,33 +184,36 @@ def run(study: Study, workdir: str, *, jobs: int = 1, retries: int = 2,
             _ray_pool(address, gpus_per_cell, _shared_device_env(gpus_per_cell)))
   attempts = collections.Counter()
   done, failed = [], {}
-  queue = collections.deque(todo)
+  queue = collections.deque(units(todo, seeds_per_program))
   running = {}
   while queue or running:
     while queue and submit.has_room(len(running)):
-      cell = queue.popleft()
-      attempts[cell] += 1
-      running[cell] = (submit(command(cell, workdir),
-                              os.path.join(workdir, cell.name, "log.txt")), time.time())
+      unit = queue.popleft()
+      attempts[unit] += 1
+      running[unit] = (submit(command(unit, workdir),
+                              os.path.join(workdir, unit.name, "log.txt")), time.time())
     finished = submit.wait([handle for handle, _ in running.values()])
-    for cell, (handle, start) in list(running.items()):
+    for unit, (handle, start) in list(running.items()):
       if handle not in finished:
         continue
       code = finished[handle]
-      del running[cell]
+      del running[unit]
       if code == 0:
-        done.append(cell.name)
-        progress.done += 1
-        progress.durations.append(time.time() - start)
-        print_fn(f"done   {cell.name} ({time.time() - start:.0f} s)  {progress.line(len(running))}")
-      elif attempts[cell] <= retries:
-        print_fn(f"retry  {cell.name} (exit {code}, attempt {attempts[cell]} of "
+        _hand_out(unit, workdir)
+        done += [c.name for c in unit.cells]
+        progress.done += len(unit.cells)
+        progress.durations += [(time.time() - start) / len(unit.cells)] * len(unit.cells)
+        print_fn(f"done   {unit.name} ({time.time() - start:.0f} s)  "
+                 f"{progress.line(len(running))}")
+      elif attempts[unit] <= retries:
+        print_fn(f"retry  {unit.name} (exit {code}, attempt {attempts[unit]} of "
                  f"{retries + 1}); it resumes from its last checkpoint")
-        queue.append(cell)
+        queue.append(unit)
       else:
-        failed[cell.name] = code
-        progress.failed += 1
-        print_fn(f"FAILED {cell.name} (exit {code}; see {os.path.join(workdir, cell.name)}/"
+        for c in unit.cells:
+          failed[c.name] = code
+        progress.failed += len(unit.cells)
+        print_fn(f"FAILED {unit.name} (exit {code}; see {os.path.join(workdir, unit.name)}/"
                  f"log.txt)  {progress.line(len(running))}")
   print_fn(f"study {study.name}: {len(done)} cells run, {len(skipped)} were finished, "
            f"{len(failed)} failed" + (f": {', '.join(failed)}" if failed else "") + ".")
