@@ -75,7 +75,7 @@ def make_train_step(graphdef, stage: learner_lib.Stage, spec, render, mesh, key)
     rng = jax.random.fold_in(key, step)
 
     def loss_fn(model):
-      return stage.learner.loss(model, batch, rng)
+      return stage.learner.loss(model, batch, rng, **stage.options)
 
     (loss, aux), grads = nnx.value_and_grad(
         loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)
@@ -100,7 +100,7 @@ def make_state_loss(graphdef, stage: learner_lib.Stage, spec, render, key):
     model, _ = nnx.merge(graphdef, state)
     model.train()
     return stage.learner.loss(model, prepare_batch(batch, spec, render),
-                              jax.random.fold_in(key, step))[0]
+                              jax.random.fold_in(key, step), **stage.options)[0]
 
   return jax.jit(state_loss)
 
@@ -117,8 +117,15 @@ def make_predict(graphdef, learner: learner_lib.Learner, spec, render):
 
 
 def create_state(config, stage: learner_lib.Stage, spec, mesh, rngs: nnx.Rngs,
-                 previous: nnx.Module | None = None):
+                 previous: nnx.Module | None = None, first_stage: bool = True):
   """A stage's fresh model and optimizer, with what carries over from ``previous``.
+
+  Args:
+    config, stage, spec, mesh, rngs: the run's config, the stage, its grid, the device mesh
+      and the initialisation of the fresh model.
+    previous: the previous stage's trained model (None when resuming inside this stage,
+      whose checkpoint then holds everything).
+    first_stage: whether ``config.init_from`` applies (it loads the first stage's model).
 
   Returns:
     ``(graphdef, replicated state, init record)``; the record says what ``config.init_from``
@@ -126,9 +133,9 @@ def create_state(config, stage: learner_lib.Stage, spec, mesh, rngs: nnx.Rngs,
   """
   model = stage.learner.build(config, spec, rngs)
   record = {}
-  if previous is None:
+  if first_stage:
     record = init_lib.apply(model, config.init_from, config.model)
-  elif stage.carry is not None:
+  elif previous is not None and stage.carry is not None:
     stage.carry(model, previous)
   optimizer = nnx.Optimizer(model, optim.build(stage.optim, stage.steps),
                             wrt=optim.trainable(stage.optim))
@@ -242,7 +249,8 @@ def _train_and_evaluate(config, workdir, stop_after_step, stages, source, change
         continue  # a later stage's checkpoint holds everything needed
       rngs = nnx.Rngs(config.seed if k == 0 else jax.random.fold_in(key, 1 << 20 | k))
       graphdef, state, record = create_state(config, stage, spec, mesh, rngs,
-                                             previous if start <= first else None)
+                                             previous if start <= first else None,
+                                             first_stage=k == 0)
       if k == 0:
         init_record = record
       if start > first:
@@ -267,8 +275,11 @@ def _train_and_evaluate(config, workdir, stop_after_step, stages, source, change
   test = _evaluate(config, source, lambda batch: predict(state, batch), mesh)
   log.scalars("test", test, total)
   log.close()
+  files = {}
+  if stages[-1].learner.on_end is not None and jax.process_index() == 0:
+    files = stages[-1].learner.on_end(previous, source, workdir, config) or {}
   results = {**run_id, "steps": total, "stages": {s.name: s.steps for s in stages},
-             "test": test,
+             "test": test, "files": files,
              "train": {"final_loss": log.last.get("loss"),
                        "images_per_second": log.last.get("images_per_second"),
                        "final_metrics": _final_metrics(log.rows, stages),
@@ -290,9 +301,9 @@ def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, log, 
     return state
   train_step = make_train_step(graphdef, stage, source.spec, render, mesh, key)
   state_loss = make_state_loss(graphdef, stage, source.spec, render, key)
-  batch_size = config.train.batch_size
-  batches = input_pipeline.TrainBatches(source, batch_size, config.seed, mesh,
-                                        sampler=stage.learner.sampler)
+  batches = input_pipeline.TrainBatches(
+      source, config.train.batch_size, config.seed, mesh, sampler=stage.learner.sampler,
+      sampler_options=stage.learner.sampler_options(stage.options))
   pending, tick, tick_step = [], time.perf_counter(), begin
   bar = tqdm.tqdm(total=stop - offset, initial=begin - offset, unit="step", dynamic_ncols=True,
                   desc=f"{source.spec.name}/{config.split}/{config.model}/{stage.name}/"
@@ -307,7 +318,7 @@ def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, log, 
     if step % config.train.log_every == 0 or step == stop or ckpt.should_save(step):
       fetched = _check_finite(jax.device_get(pending), ckpt)
       now = time.perf_counter()
-      rate = (step - tick_step) * batch_size / max(now - tick, 1e-9)
+      rate = (step - tick_step) * batches.images_per_step / max(now - tick, 1e-9)
       row = {"step": step, "stage": stage.name,
              **{k: float(v) for k, v in fetched[-1][1].items()}, "images_per_second": rate}
       log.write(row)
