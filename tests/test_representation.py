@@ -133,19 +133,33 @@ class BatchNormEncoder(nnx.Module):
 
 
 def test_a_supervised_model_is_probed_by_the_same_readout(tmp_path, monkeypatch):
+  """In the run (``readout.steps``) or later from its workdir (``init_from``, no training
+  steps): the same frozen encoder, batch statistics included, and the same readout."""
   monkeypatch.setitem(models.MODELS, "bn_encoder", BatchNormEncoder)
   config = get_config("dataset=dsprites,split=random,model=bn_encoder,preset=smoke")
-  config.train.steps, config.readout.steps = 2, 2
-  config.train.checkpoint_every = 1000
-  results = train.train_and_evaluate(config, str(tmp_path))
-  assert results["stages"] == {"train": 2, "readout": 2}
-  saved = checkpoints(tmp_path)
-  (trained, _), (probed, stage) = saved[2], saved[4]
-  assert stage == "readout"
-  # Training moved the running statistics; the readout kept them and every parameter.
+  config.train.steps, config.train.checkpoint_every = 2, 1000
+  plain = train.train_and_evaluate(config, str(tmp_path / "plain"))
+  assert plain["stages"] == {"train": 2}
+  (trained, _), = checkpoints(tmp_path / "plain").values()
+  # Training moved the running statistics, so keeping them is something.
   assert np.abs(np.asarray(trained["norm"]["mean"])).max() > 1e-4
-  jax.tree.map(np.testing.assert_array_equal, trained, probed["encoder"])
-  assert runs.load(str(tmp_path)).encode(
+
+  config.readout.steps = 2
+  inline = train.train_and_evaluate(config, str(tmp_path / "inline"))
+  assert inline["stages"] == {"train": 2, "readout": 2}
+  saved = checkpoints(tmp_path / "inline")
+  assert sorted(saved) == [2, 4] and saved[4][1] == "readout"
+  jax.tree.map(np.testing.assert_array_equal, trained, saved[2][0])
+  jax.tree.map(np.testing.assert_array_equal, trained, saved[4][0]["encoder"])
+
+  config.train.steps = 0
+  config.init_from.workdir = str(tmp_path / "plain")
+  later = train.train_and_evaluate(config, str(tmp_path / "later"))
+  assert later["stages"] == {"train": 0, "readout": 2} and later["init_from"]
+  (probed, _), = checkpoints(tmp_path / "later").values()
+  jax.tree.map(np.testing.assert_array_equal, saved[4][0], probed)
+  assert later["test"] == inline["test"]
+  assert runs.load(str(tmp_path / "later")).encode(
       procedural.render_numpy("dsprites", np.arange(4))).shape == (4, 8)
 
 
