@@ -6,13 +6,18 @@ Usage::
   python benchmarks/train_throughput.py --model resnet18 --dataset shapes3d --steps 20
   python benchmarks/train_throughput.py --model bit_resnet50 --preset transfer --batch 64 \
       --sources procedural --steps 5        # at the preset's 128x128, with peak memory
+  python benchmarks/train_throughput.py --learners regression,beta_vae,ada_gvae,slow_vae,pcl \
+      --sources procedural --steps 30
+  python benchmarks/train_throughput.py --num_seeds 1,4,8 --sources procedural
 
 Sources (``--sources``, comma-separated source strings): ``procedural`` (rendered inside the
 jitted step on the training device) and any stored source, e.g. ``procedural:stored`` (a
 dataset prepared on disk, read on the host; prepared first under --data_dir if missing, on a
 reduced grid with --grid to keep that quick; official sources read --official_dir). Timed after
 compilation, on whatever devices JAX sees; the device is printed, and with it the peak resident
-memory of the process (host memory: on a CPU, what training needed).
+memory of the process (host memory: on a CPU, what training needed). For a representation
+learner the first stage is timed (the representation, not its readout); the pair learners'
+batch of 64 pairs counts as 128 images.
 """
 
 import argparse
@@ -41,7 +46,8 @@ def measure(model: str, source, steps: int, batch_size: int = 64,
   """Training images per second of the first stage of ``learner`` with ``model`` on
   ``source``, timed after compilation; the preset gives the optimizer and the model's
   resolution (its weight file is not loaded: the speed is the same). With ``num_seeds``
-  replicas trained by one program, the figure is per seed (all seeds' images / N)."""
+  replicas trained by one program, the figure is per seed (all seeds' images / N); a batch of
+  ``batch_size`` pairs is twice the images."""
   config = benchmark.get_config(f"dataset={source.spec.name},model={model},learner={learner},"
                                 f"preset={preset}")
   config.init_from.weights = ""
@@ -52,15 +58,18 @@ def measure(model: str, source, steps: int, batch_size: int = 64,
            for s in range(num_seeds)]
   graphdef = built[0][0]
   keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds))
+  options = stage.learner.sampler_options(stage.options)
   if num_seeds == 1:
     state, key = built[0][1], keys[0]
     batches = input_pipeline.TrainBatches(source, batch_size, 0, mesh,
-                                          sampler=stage.learner.sampler)
+                                          sampler=stage.learner.sampler,
+                                          sampler_options=options)
   else:
     state = jax.tree.map(lambda *xs: jnp.stack(xs), *[b[1] for b in built])
     key = keys
     batches = input_pipeline.SeedBatches(source, batch_size, range(num_seeds), mesh,
-                                         sampler=stage.learner.sampler)
+                                         sampler=stage.learner.sampler,
+                                         sampler_options=options)
   render = procedural.renderer(source.spec) if source.renders_on_device else None
   step_fn = steps_lib.make_train_step(graphdef, stage, source.spec, render, mesh, key)
   state, metrics = step_fn(state, batches.get(0), jnp.int32(1))  # compile
@@ -69,11 +78,13 @@ def measure(model: str, source, steps: int, batch_size: int = 64,
   for step in range(1, steps + 1):
     state, metrics = step_fn(state, batches.get(step), jnp.int32(step + 1))
   jax.block_until_ready(metrics)
-  return steps * batch_size / (time.perf_counter() - start)
+  return steps * batches.images_per_step / (time.perf_counter() - start)
 
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--model", default="cnn")
+  parser.add_argument("--learners", default="regression",
+                      help="comma-separated learners (gsgen.learners.LEARNERS)")
   parser.add_argument("--dataset", default="dsprites", choices=specs.DATASETS)
   parser.add_argument("--steps", type=int, default=100)
   parser.add_argument("--batch", type=int, default=64)
@@ -97,12 +108,13 @@ def main():
       prepare.prepare(args.dataset, data, args.data_dir, args.official_dir, grid_sizes=sizes)
     source = input_pipeline.make_source(args.dataset, data.benchmark_split or "random", data,
                                         data_dir=args.data_dir)
-    for n in (int(k) for k in args.num_seeds.split(",")):
-      rate = measure(args.model, source, args.steps, args.batch, preset=args.preset,
-                     num_seeds=n)
-      peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-      print(f"train {args.model:<12} {data.name:<17} seeds/program {n:<2} {rate:>9,.1f} "
-            f"images/s per seed, peak memory {peak:.1f} GiB")
+    for learner in args.learners.split(","):
+      for n in (int(k) for k in args.num_seeds.split(",")):
+        rate = measure(args.model, source, args.steps, args.batch, learner=learner,
+                       preset=args.preset, num_seeds=n)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+        print(f"train {args.model:<12} {learner:<10} {data.name:<17} seeds/program {n:<2} "
+              f"{rate:>9,.1f} images/s per seed, peak memory {peak:.1f} GiB", flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ Training batches hold train-split points only, in a seeded order that is a pure 
 the step: epoch e visits the training records in permutation ``RandomState((seed, e))``, and
 step s takes positions ``[s * B, (s + 1) * B)`` of that endless sequence. A run resumed at
 step s therefore sees exactly the batches an uninterrupted run sees, and the checkpoint only
-needs the step.
+needs the step. Pair samplers (`gsgen.pairs`: ``locatello``, ``laplace``) take those points
+as the first images and draw each second point inside the train records from (seed, step):
+a batch of B pairs is ``factor_indices [B, 2, F]`` (and ``image [B, 2, H, W, C]``), 2B images.
 
 Two kinds of source: procedural (the batch carries factor indices and the jitted renderer
 draws the images on the device that trains: no disk, no decode) and stored sources, prepared
@@ -29,6 +31,7 @@ import dataclasses
 
 import numpy as np
 
+from gsgen import pairs
 from gsgen import sharding
 from gsgen import specs as specs_lib
 from gsgen import splits as splits_lib
@@ -151,22 +154,29 @@ class TrainBatches:
   """Training batches by step, as global arrays sharded over the mesh's ``data`` axis."""
 
   def __init__(self, source: Source, global_batch_size: int, seed: int, mesh,
-               prefetch: int = 2, sampler: str = "single"):
+               prefetch: int = 2, sampler: str = "single", sampler_options: dict | None = None):
     """Args:
       source: from `make_source`.
-      global_batch_size: examples per step over all devices.
+      global_batch_size: examples (points or pairs) per step over all devices.
       seed: the data order's seed.
       mesh: the device mesh.
       prefetch: host batches read ahead by a thread (stored sources only).
-      sampler: what an example is (`gsgen.learners.learner.SAMPLERS`).
+      sampler: what an example is: ``single`` or a pair sampler (`gsgen.pairs.SAMPLERS`).
+      sampler_options: the pair sampler's options (`gsgen.pairs.PairSampler`).
     """
-    if sampler != "single":
-      raise ValueError(f"unknown sampler {sampler!r}; choose 'single'.")
+    if sampler not in pairs.SAMPLERS:
+      raise ValueError(f"unknown sampler {sampler!r}; choose one of "
+                       f"{', '.join(pairs.SAMPLERS)}.")
     sharding.check_batch_size(global_batch_size, mesh)
     if len(source.train) == 0:
       raise ValueError(f"the {source.split} split of {source.spec.name} has no training "
                        f"points on grid {source.spec.sizes}.")
     self.source, self.batch_size, self.seed, self.mesh = source, global_batch_size, seed, mesh
+    self.sampler = sampler
+    self.images_per_step = global_batch_size * pairs.images_per_example(sampler)
+    self._pairs = (pairs.PairSampler(source.spec, source.train.factor_indices, sampler,
+                                     sampler_options)
+                   if sampler in pairs.PAIR_SAMPLERS else None)
     self._rows = sharding.process_rows(global_batch_size)
     self._pool = (None if source.renders_on_device
                   else concurrent.futures.ThreadPoolExecutor(1))
@@ -174,9 +184,16 @@ class TrainBatches:
     self._pending: dict[int, concurrent.futures.Future] = {}
 
   def host_batch(self, step: int) -> dict[str, np.ndarray]:
-    """This process's rows of the batch at ``step`` as numpy arrays."""
+    """This process's rows of the batch at ``step`` as numpy arrays: ``factor_indices``
+    ``[B, F]`` (pairs: ``[B, 2, F]``) and, for stored sources, uint8 ``image``."""
     train = self.source.train
-    pos = train_positions(step, self.batch_size, len(train), self.seed)[self._rows]
+    pos = train_positions(step, self.batch_size, len(train), self.seed)
+    if self._pairs is not None:
+      # The whole global batch's pairs, then this process's rows: the same pairs for any
+      # number of processes.
+      second = self._pairs.second(train.factor_indices[pos], step, self.seed)
+      pos = np.stack([pos, self._pairs.positions(second)], axis=1)
+    pos = pos[self._rows]
     batch = {"factor_indices": train.factor_indices[pos].astype(np.int32)}
     if train.images is not None:
       batch["image"] = train.images[pos]
@@ -202,10 +219,11 @@ class SeedBatches:
   """
 
   def __init__(self, source: Source, global_batch_size: int, seeds, mesh,
-               sampler: str = "single"):
-    self._runs = [TrainBatches(source, global_batch_size, s, mesh, sampler=sampler)
-                  for s in seeds]
+               sampler: str = "single", sampler_options: dict | None = None):
+    self._runs = [TrainBatches(source, global_batch_size, s, mesh, sampler=sampler,
+                               sampler_options=sampler_options) for s in seeds]
     self.mesh = mesh
+    self.images_per_step = self._runs[0].images_per_step  # per replica
 
   def get(self, step: int) -> dict:
     """The stacked global batch at ``step``."""

@@ -59,7 +59,7 @@ def make_train_step(graphdef, stage: learner_lib.Stage, spec, render, mesh, key)
     rng = jax.random.fold_in(key, step)
 
     def loss_fn(model):
-      return stage.learner.loss(model, batch, rng)
+      return stage.learner.loss(model, batch, rng, **stage.options)
 
     (loss, aux), grads = nnx.value_and_grad(
         loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)
@@ -109,7 +109,7 @@ def make_state_loss(graphdef, stage: learner_lib.Stage, spec, render, key):
     model, _ = nnx.merge(graphdef, state)
     optim.train_mode(model, stage.optim)
     return stage.learner.loss(model, prepare_batch(batch, spec, render),
-                              jax.random.fold_in(key, step))[0]
+                              jax.random.fold_in(key, step), **stage.options)[0]
 
   return jax.jit(_over_seeds(state_loss, key, (0, 0, None, 0)))
 

@@ -46,8 +46,15 @@ from gsgen.learners import learner as learner_lib
 
 
 def create_state(config, stage: learner_lib.Stage, spec, mesh, rngs: nnx.Rngs,
-                 previous: nnx.Module | None = None):
+                 previous: nnx.Module | None = None, first_stage: bool = True):
   """A stage's fresh model and optimizer, with what carries over from ``previous``.
+
+  Args:
+    config, stage, spec, mesh, rngs: the run's config, the stage, its grid, the device mesh
+      and the initialisation of the fresh model.
+    previous: the previous stage's trained model (None when resuming inside this stage,
+      whose checkpoint then holds everything).
+    first_stage: whether ``config.init_from`` applies (it loads the first stage's model).
 
   Returns:
     ``(graphdef, replicated state, init record)``; the record says what ``config.init_from``
@@ -55,9 +62,9 @@ def create_state(config, stage: learner_lib.Stage, spec, mesh, rngs: nnx.Rngs,
   """
   model = stage.learner.build(config, spec, rngs)
   record = {}
-  if previous is None:
+  if first_stage:
     record = init_lib.apply(model, config.init_from, config.model)
-  elif stage.carry is not None:
+  elif previous is not None and stage.carry is not None:
     stage.carry(model, previous)
   optimizer = nnx.Optimizer(model, optim.build(stage.optim, stage.steps),
                             wrt=optim.trainable(stage.optim))
@@ -177,7 +184,8 @@ def _train_and_evaluate(config, workdir, stop_after_step, stages, source, change
         continue  # a later stage's checkpoint holds everything needed
       built = [create_state(config, stage, spec, mesh,
                             nnx.Rngs(s if k == 0 else jax.random.fold_in(keys[i], 1 << 20 | k)),
-                            previous[i] if previous and start <= first else None)
+                            previous[i] if previous and start <= first else None,
+                            first_stage=k == 0)
                for i, s in enumerate(seeds)]
       graphdef = built[0][0]
       state = _stack([b[1] for b in built]) if stacked else built[0][1]
@@ -213,9 +221,13 @@ def _train_and_evaluate(config, workdir, stop_after_step, stages, source, change
     test = _evaluate(one, source, lambda batch: predict(replica, batch), mesh)  # pylint: disable=cell-var-from-loop
     logs[i].scalars("test", test, total)
     logs[i].close()
+    files = {}
+    if stages[-1].learner.on_end is not None and jax.process_index() == 0:
+      files = stages[-1].learner.on_end(previous[i], source,
+                                        seed_dir(workdir, s) if stacked else workdir, one) or {}
     per_seed.append({
         **identity(one, source), "steps": total,
-        "stages": {st.name: st.steps for st in stages}, "test": test,
+        "stages": {st.name: st.steps for st in stages}, "test": test, "files": files,
         "train": {"final_loss": logs[i].last.get("loss"),
                   "images_per_second": logs[i].last.get("images_per_second"),
                   "final_metrics": _final_metrics(logs[i].rows, stages),
@@ -262,12 +274,15 @@ def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, logs,
   train_step = steps_lib.make_train_step(graphdef, stage, source.spec, render, mesh, key)
   state_loss = steps_lib.make_state_loss(graphdef, stage, source.spec, render, key)
   batch_size = config.train.batch_size
+  sampler_options = stage.learner.sampler_options(stage.options)
   if len(seeds) == 1:
     batches = input_pipeline.TrainBatches(source, batch_size, seeds[0], mesh,
-                                          sampler=stage.learner.sampler)
+                                          sampler=stage.learner.sampler,
+                                          sampler_options=sampler_options)
   else:
     batches = input_pipeline.SeedBatches(source, batch_size, seeds, mesh,
-                                         sampler=stage.learner.sampler)
+                                         sampler=stage.learner.sampler,
+                                         sampler_options=sampler_options)
   pending, tick, tick_step = [], time.perf_counter(), begin
   bar = tqdm.tqdm(total=stop - offset, initial=begin - offset, unit="step", dynamic_ncols=True,
                   desc=f"{source.spec.name}/{config.split}/{config.model}/{stage.name}/"
@@ -283,7 +298,7 @@ def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, logs,
     if step % config.train.log_every == 0 or step == stop or ckpt.should_save(step):
       fetched = _check_finite(jax.device_get(pending), ckpt, seeds)
       now = time.perf_counter()
-      rate = (step - tick_step) * batch_size / max(now - tick, 1e-9)
+      rate = (step - tick_step) * batches.images_per_step / max(now - tick, 1e-9)
       for i, log in enumerate(logs):
         values = {k: np.asarray(v).reshape(-1)[i] for k, v in fetched[-1][1].items()}
         log.write({"step": step, "stage": stage.name,

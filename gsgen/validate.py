@@ -59,9 +59,16 @@ def config(config, num_devices: int) -> None:
     if config[section][name] % num_devices:
       raise ValueError(f"config.{field} ({config[section][name]}) must be a multiple of the "
                        f"number of devices ({num_devices}).")
-  for stage in learner_lib.stages(learner, config):
+  _learner_options(config, learner)
+  _positive_int(config.readout.steps, "readout.steps", allow_zero=True)
+  stages = learner_lib.stages(learner, config)
+  for stage in stages:
     _positive_int(stage.steps, f"steps of stage {stage.name}", allow_zero=True)
     optim.check(stage.optim)
+  if stages[-1].name == "readout" and not stages[-1].steps:
+    raise ValueError(f"learner {learner.name!r} learns a representation that a readout "
+                     f"trained for config.readout.steps turns into predictions; set "
+                     f"config.readout.steps >= 1.")
   if config.init_from.workdir and config.init_from.weights:
     raise ValueError("config.init_from.workdir and config.init_from.weights are both set; "
                      "choose one.")
@@ -82,6 +89,18 @@ def config(config, num_devices: int) -> None:
       preprocess.check_resolution(config.model_kwargs.resolution)
     except ValueError as e:
       raise ValueError(f"config.model_kwargs.{e}") from None
+
+
+def _learner_options(config, learner) -> None:
+  """``config.learner_kwargs`` holds exactly the learner's options, each in range."""
+  given, known = set(config.learner_kwargs.keys()), set(learner.options)
+  if given != known:
+    raise ValueError(f"config.learner_kwargs of learner {learner.name!r} must hold its options "
+                     f"{sorted(known)}; unknown: {sorted(given - known)}, missing: "
+                     f"{sorted(known - given)}. Build the config with learner="
+                     f"{learner.name} in the config argument.")
+  if learner.check is not None:
+    learner.check(config.learner_kwargs, specs_lib.get(config.dataset))
 
 
 def writable(folder: str) -> None:

@@ -46,9 +46,11 @@ def assert_call_is_head_of_encode(model: nnx.Module, x, rtol=1e-5, atol=1e-6):
 
 
 def assert_torch_default_init(model: nnx.Module, skip=()) -> int:
-  """Every ``nnx.Linear`` and ``nnx.Conv`` of ``model`` (but those at the paths in ``skip``)
-  has kernel and bias drawn from U(+-1/sqrt(fan_in)), PyTorch's default, with fan_in the
-  product of the kernel's leading dimensions. Returns how many layers were checked.
+  """Every ``nnx.Linear``, ``nnx.Conv`` and ``nnx.ConvTranspose`` of ``model`` (but those at
+  the paths in ``skip``) has kernel and bias drawn from U(+-1/sqrt(fan_in)), PyTorch's
+  default, with fan_in the product of the kernel's leading dimensions (for a transposed
+  convolution with a transposed kernel, ``[kh, kw, out, in]``, that is PyTorch's
+  ``out * kh * kw``). Returns how many layers were checked.
 
   Each tensor, divided by its bound, must lie in [-1, 1]; reach above 0.9 when it has 200
   entries or more (all of 200 draws below 0.9 has probability 0.9**200 < 1e-9); and have a
@@ -58,7 +60,7 @@ def assert_torch_default_init(model: nnx.Module, skip=()) -> int:
   """
   pooled, layers = [], 0
   for path, layer in nnx.iter_modules(model):
-    if not isinstance(layer, (nnx.Linear, nnx.Conv)) or path in skip:
+    if not isinstance(layer, (nnx.Linear, nnx.Conv, nnx.ConvTranspose)) or path in skip:
       continue
     bound = 1.0 / np.sqrt(np.prod(layer.kernel.shape[:-1]))
     for name in ("kernel", "bias"):

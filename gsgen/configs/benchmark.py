@@ -15,7 +15,13 @@ Transfer learning (SPEC 5.3) from a weight file under data/weights (`TRANSFER_WE
 The argument after the colon is ``key=value`` pairs: ``dataset``, ``split``, ``model``,
 ``learner``, ``seed``, ``source`` and ``preset`` (`PRESETS`). Every field can then be
 overridden, e.g. ``--config.optim.learning_rate=3e-4``; ``python -m gsgen.main --help``
-lists them with their meaning (`FIELDS`).
+lists them with their meaning (`FIELDS`). A representation learner (``learner=beta_vae``,
+``ada_gvae``, ``slow_vae``, ``pcl``) trains ``train.steps`` and is then read out for
+``readout.steps`` (`LEARNER_BUDGETS`), in the same workdir::
+
+  python -m gsgen.main \
+    --config=benchmark:dataset=dsprites,split=extrapolation,learner=pcl,preset=cpu \
+    --workdir=workdirs/dsprites_extrapolation_pcl_0
 """
 
 from __future__ import annotations
@@ -62,6 +68,23 @@ TRANSFER_WEIGHTS = {
     "resnet101": "data/weights/resnet101-63fe2227.pth",
 }
 
+# Steps of the representation (train.steps) and of its readout (readout.steps) by preset and
+# learner, where they differ from the preset's; a supervised learner has no readout unless
+# readout.steps is set. For pair learners a step is a batch of pairs (twice the images).
+# The paper's budgets of these learners are not recovered (unverified): 300,000 steps as
+# for the supervised models, and a 100,000-step readout.
+_REPRESENTATION = ("beta_vae", "ada_gvae", "slow_vae", "pcl")
+LEARNER_BUDGETS = {
+    # The decoder makes a VAE step about six times the CNN's on a CPU: 64,000 images for
+    # the VAEs, 128,000 for PCL (no decoder), then a 1,000-step readout.
+    "cpu": {"beta_vae": dict(steps=1000, readout_steps=1000),
+            "ada_gvae": dict(steps=500, readout_steps=1000),
+            "slow_vae": dict(steps=500, readout_steps=1000),
+            "pcl": dict(steps=1000, readout_steps=1000)},
+    "paper": {name: dict(steps=300_000, readout_steps=100_000) for name in _REPRESENTATION},
+    "smoke": {name: dict(steps=4, readout_steps=4) for name in _REPRESENTATION},
+}
+
 # What each field means: `python -m gsgen.main --help` prints this.
 FIELDS = {
     "dataset": "dsprites, shapes3d or mpi3d",
@@ -74,7 +97,10 @@ FIELDS = {
              "model_kwargs holds its options",
     "model_kwargs": "the model constructor's options, with their defaults",
     "learner": "training objective (gsgen.learners.LEARNERS)",
-    "learner_kwargs": "the learner's hyperparameters, with their defaults",
+    "learner_kwargs": "the learner's hyperparameters, with their defaults (z: latents; "
+                      "beta, gamma: weights of the KL terms; rate_prior: SlowVAE's Laplace "
+                      "prior; k: factors changed per Ada-GVAE pair, 0 drawn; "
+                      "transition_rate: the Laplace pair sampler's rate)",
     "init_from.workdir": "start from the final checkpoint of another run's workdir",
     "init_from.weights": "start from a pretrained weight file (BiT .npz, .safetensors, .pth; "
                          "`python -m gsgen.weights inspect FILE` says what it fits); the "
@@ -94,12 +120,17 @@ FIELDS = {
                    "toy/realistic/real (MPI3D), benchmark_<split>",
     "data.data_dir": "where prepared datasets are (empty: data/tfds)",
     "data.grid": "a reduced grid, one size per factor (procedural; empty: the full grid)",
-    "train.steps": "training steps",
-    "train.batch_size": "global batch size (a multiple of the device count); the transfer "
-                        "preset's 512 needs an accelerator: lower it (and the learning rate "
-                        "in proportion) on a CPU",
+    "train.steps": "training steps (of the representation, for a representation learner)",
+    "train.batch_size": "global batch size (a multiple of the device count); pairs for the "
+                        "pair learners, so 64 pairs are 128 images; the transfer preset's 512 "
+                        "needs an accelerator: lower it (and the learning rate in proportion) "
+                        "on a CPU",
     "train.log_every": "steps between metric lines",
     "train.checkpoint_every": "steps between checkpoints",
+    "readout.steps": "steps of an MLP readout on the frozen representation after training "
+                     "(required by representation learners; 0: none)",
+    "readout.optim": "the readout's optimizer, fields as optim.*; trainable selects the "
+                     "readout head, so the encoder stays frozen",
     "eval.batch_size": "global evaluation batch size (a multiple of the device count)",
     "eval.max_examples": "score a seeded random subset of this many test points (0: all)",
     "progress": "show progress bars",
@@ -129,6 +160,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The config of ``arg`` (``key=value`` pairs, see `DEFAULTS`), every field set."""
   values = parse(arg)
   preset = PRESETS[values["preset"]]
+  budget = LEARNER_BUDGETS.get(values["preset"], {}).get(values["learner"], {})
   config = ml_collections.ConfigDict()
   config.dataset = values["dataset"]
   config.split = values["split"]
@@ -147,17 +179,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.init_from = ml_collections.ConfigDict(dict(
       workdir="", weights=TRANSFER_WEIGHTS.get(config.model, "") if transfer else "",
       include=".*", exclude=""))
-  config.optim = ml_collections.ConfigDict(dict(
-      name=preset.get("optimizer", "adam"), learning_rate=preset["learning_rate"],
-      schedule=preset.get("schedule", "constant"), warmup_steps=preset.get("warmup_steps", 0),
-      decay_at=(0.3, 0.6, 0.9), weight_decay=0.0, momentum=0.9, trainable=".*"))
+  optim = dict(name=preset.get("optimizer", "adam"), learning_rate=preset["learning_rate"],
+               schedule=preset.get("schedule", "constant"),
+               warmup_steps=preset.get("warmup_steps", 0), decay_at=(0.3, 0.6, 0.9),
+               weight_decay=0.0, momentum=0.9, trainable=".*")
+  config.optim = ml_collections.ConfigDict(optim)
   config.data = ml_collections.ConfigDict(dict(
       source=values["source"], data_dir="",
       grid=SMOKE_GRIDS.get(config.dataset, ()) if values["preset"] == "smoke" else ()))
   config.train = ml_collections.ConfigDict(dict(
-      steps=preset["steps"], batch_size=preset.get("batch_size", 64),
+      steps=budget.get("steps", preset["steps"]), batch_size=preset.get("batch_size", 64),
       log_every=preset["log_every"],
       checkpoint_every=preset["checkpoint_every"]))
+  # The readout trains only its MLP head (paths under "head/"): the encoder stays frozen.
+  config.readout = ml_collections.ConfigDict(dict(
+      steps=budget.get("readout_steps", 0),
+      optim=ml_collections.ConfigDict({**optim, "trainable": "^head/"})))
   config.eval = ml_collections.ConfigDict(dict(
       batch_size=preset["eval_batch_size"], max_examples=preset["max_examples"]))
   config.progress = True

@@ -10,7 +10,10 @@ Synopsis::
       predict=regression.predict)                    # (model, images) -> normalised targets
 
 `gsgen.train` runs every stage of a learner with the same jitted, donated, data-parallel
-step; a learner never sees devices, checkpoints or files. A batch reaches ``loss`` as a dict:
+step; a learner never sees devices or checkpoints. A learner whose model does not predict
+factors (a representation learner), or any learner when ``config.readout.steps > 0``, is
+followed by a readout stage on its frozen ``encode()`` (`gsgen.learners.readout`). A batch
+reaches ``loss`` as a dict:
 ``image`` float32 in [0, 1] (``[B, H, W, C]`` for single points, ``[B, 2, H, W, C]`` for
 pairs), ``factor_indices`` (``[B, F]`` or ``[B, 2, F]``) and ``targets`` (normalised factor
 indices of the same leading shape). ``rng`` is the run's key folded with the step number, so
@@ -26,18 +29,24 @@ import jax
 import ml_collections
 from flax import nnx
 
+from gsgen import pairs
 from gsgen import specs as specs_lib
 
-# (model, batch, rng) -> (scalar loss, {name: scalar} logged beside it)
-LossFn = Callable[[nnx.Module, dict, jax.Array], tuple[jax.Array, dict]]
+# (model, batch, rng, **options) -> (scalar loss, {name: scalar} logged beside it); options
+# are the learner's hyperparameters (`Learner.options`, as set in config.learner_kwargs)
+LossFn = Callable[..., tuple[jax.Array, dict]]
 # (config, spec, rngs) -> the module a stage trains
 BuildFn = Callable[[ml_collections.ConfigDict, specs_lib.DatasetSpec, nnx.Rngs], nnx.Module]
 # (model, float images [B, H, W, C]) -> normalised targets [B, num_factors]
 PredictFn = Callable[[nnx.Module, jax.Array], jax.Array]
+# (final model, input_pipeline.Source, workdir, config) -> {name: file written in workdir}
+OnEndFn = Callable[[nnx.Module, Any, str, ml_collections.ConfigDict], dict]
+# (config.learner_kwargs, spec) -> None; raises ValueError naming the bad option
+CheckFn = Callable[[ml_collections.ConfigDict, specs_lib.DatasetSpec], None]
 
-# What the input pipeline draws per example: one grid point, or a pair inside the train
-# split (see `gsgen.input_pipeline`).
-SAMPLERS = ("single",)
+# What the input pipeline draws per example (one grid point, or a pair inside the train
+# split; see `gsgen.pairs`), and the learner options each sampler reads.
+SAMPLERS = pairs.SAMPLERS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,15 +56,23 @@ class Learner:
   Attributes:
     name: the key in `gsgen.learners.LEARNERS` (and ``config.learner``).
     build: builds the model from the config (``config.model``, ``config.model_kwargs``).
-    loss: the objective of one batch; gradients flow through it.
+    loss: the objective of one batch, ``loss(model, batch, rng, **options)``; gradients
+      flow through it.
     predict: normalised targets from images, in inference mode; None when the learner's
       model does not regress factors (a representation learner is read out by a later
       stage).
-    sampler: one of `SAMPLERS`.
-    stages: ``config -> tuple of Stage``; None means one stage, ``train``, of this learner
-      for ``config.train.steps`` with ``config.optim``.
+    sampler: one of `SAMPLERS`; a pair sampler's options (``k``, ``transition_rate``) are
+      read from the learner's options.
+    stages: ``config -> tuple of Stage``; None means one stage of this learner for
+      ``config.train.steps`` with ``config.optim``: ``train``, or ``representation`` when
+      the learner does not predict.
     options: the learner's hyperparameters and their defaults; the config holds them as
       ``config.learner_kwargs`` (so they are overridable and recorded with the results).
+    check: raises a ValueError naming an option of ``config.learner_kwargs`` that is out of
+      range; run before anything is built.
+    on_end: called once at the end of a run, on the primary process, with the final model;
+      writes pictures or other files into the workdir and returns their names (recorded in
+      the results under ``files``).
   """
   name: str
   build: BuildFn
@@ -64,11 +81,27 @@ class Learner:
   sampler: str = "single"
   stages: Callable[[ml_collections.ConfigDict], tuple["Stage", ...]] | None = None
   options: dict = dataclasses.field(default_factory=dict)
+  check: CheckFn | None = None
+  on_end: OnEndFn | None = None
 
   def __post_init__(self):
     if self.sampler not in SAMPLERS:
       raise ValueError(f"learner {self.name!r}: unknown sampler {self.sampler!r}; choose one "
                        f"of {', '.join(SAMPLERS)}.")
+    missing = [o for o in SAMPLERS[self.sampler] if o not in self.options]
+    if missing:
+      raise ValueError(f"learner {self.name!r}: sampler {self.sampler!r} reads option(s) "
+                       f"{missing}; add them to the learner's options with a default.")
+
+  def sampler_options(self, options: dict) -> dict:
+    """What the input pipeline's sampler reads from the learner's options."""
+    return {o: options[o] for o in SAMPLERS[self.sampler]}
+
+  def configured(self, config: ml_collections.ConfigDict) -> dict:
+    """This learner's options as ``config.learner_kwargs`` sets them (defaults for the rest:
+    a readout stage's learner has options of its own, not the run's learner's)."""
+    kwargs = config.learner_kwargs if config.learner == self.name else {}
+    return {k: kwargs.get(k, v) for k, v in self.options.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,16 +116,32 @@ class Stage:
     carry: for stages after the first, a function ``(new_model, previous_model) -> None``
       that copies what the previous stage learnt into this stage's fresh model (a readout
       copies the encoder); None for the first stage.
+    options: the learner's options for this stage, passed to its loss as keyword
+      arguments (`Learner.configured`).
   """
   name: str
   learner: Learner
   steps: int
   optim: ml_collections.ConfigDict
   carry: Callable[[nnx.Module, nnx.Module], Any] | None = None
+  options: dict = dataclasses.field(default_factory=dict)
 
 
 def stages(learner: Learner, config: ml_collections.ConfigDict) -> tuple[Stage, ...]:
-  """The stages of a run of ``learner`` under ``config``."""
+  """The stages of a run of ``learner`` under ``config``.
+
+  The learner's own stages, then a ``readout`` stage (``config.readout``) on the last one's
+  frozen representation when that stage's learner does not predict factors or when
+  ``config.readout.steps > 0``.
+  """
   if learner.stages is None:
-    return (Stage("train", learner, config.train.steps, config.optim),)
-  return tuple(learner.stages(config))
+    name = "train" if learner.predict is not None else "representation"
+    own = (Stage(name, learner, config.train.steps, config.optim,
+                 options=learner.configured(config)),)
+  else:
+    own = tuple(learner.stages(config))
+  if own[-1].learner.predict is not None and not config.readout.steps:
+    return own
+  # Imported here: the readout learner is built on this module's types.
+  from gsgen.learners import readout  # pylint: disable=g-import-not-at-top
+  return own + (readout.stage(own[-1].learner, config),)

@@ -1,8 +1,11 @@
-"""PyTorch's default initialisation of ``nn.Linear`` and ``nn.Conv2d``, for Flax NNX layers.
+"""PyTorch's default initialisation of ``nn.Linear``, ``nn.Conv2d`` and ``nn.ConvTranspose2d``,
+for Flax NNX layers.
 
 The study's small models (MLP, CNN, CoordConv, SetEncoder, spatial transformer) were trained
 from PyTorch's defaults, under which kernel and bias are both uniform in +-1/sqrt(fan_in),
-with fan_in = in_features (Linear) or in_channels * kh * kw (Conv). Flax's defaults (LeCun
+with fan_in = in_features (Linear) or in_channels * kh * kw (Conv); PyTorch's transposed
+convolution reads its fan_in off the weight's second axis, which is out_channels * kh * kw.
+Flax's defaults (LeCun
 normal kernels, zero biases) start elsewhere, so these constructors give parity with the
 reference; see docs/models.md for the derivation of the bound.
 
@@ -12,6 +15,7 @@ Synopsis::
   from gsgen.models import torch_init
   dense = torch_init.torch_linear(4096, 512, rngs=nnx.Rngs(0))     # |w|, |b| < 1/64
   conv = torch_init.torch_conv(3, 32, 4, strides=2, padding=1, rngs=nnx.Rngs(0))  # < 1/sqrt(48)
+  deconv = torch_init.torch_conv_transpose(64, 32, 4, strides=2, padding=1, rngs=nnx.Rngs(0))
   torch_init.bound(48)                                           # 0.1443...
 """
 
@@ -94,3 +98,38 @@ def torch_conv(in_features: int, out_features: int, kernel_size: int, *, rngs: n
   init = torch_uniform(in_features * kernel_size * kernel_size)
   return nnx.Conv(in_features, out_features, (kernel_size, kernel_size), strides=strides,
                   padding=padding, kernel_init=init, bias_init=init, rngs=rngs, **kwargs)
+
+
+def torch_conv_transpose(in_features: int, out_features: int, kernel_size: int, *,
+                         rngs: nnx.Rngs, strides: int = 1, padding: int = 0,
+                         **kwargs) -> nnx.ConvTranspose:
+  """A square ``nnx.ConvTranspose`` that computes and is initialised as PyTorch's
+  ``nn.ConvTranspose2d(in_features, out_features, kernel_size, strides, padding)``.
+
+  The output side is ``(side - 1) * strides - 2 * padding + kernel_size``, as in PyTorch: the
+  transposed convolution pads the stride-dilated input by ``kernel_size - 1 - padding`` on
+  every side and convolves with the flipped kernel (``transpose_kernel=True``), so a
+  PyTorch weight ``w[i, o, y, x]`` is this layer's ``kernel[y, x, o, i]``.
+
+  Args:
+    in_features: input channels.
+    out_features: output channels.
+    kernel_size: height and width of the kernel.
+    rngs: parameter initialisation.
+    strides: spatial stride.
+    padding: PyTorch's integer ``padding`` (at most ``kernel_size - 1``).
+    **kwargs: further ``nnx.ConvTranspose`` options (not ``kernel_init`` / ``bias_init``).
+
+  Returns:
+    The layer, kernel and bias U(+-1/sqrt(out_features * kernel_size**2)): PyTorch computes
+    the fan-in of a transposed convolution from ``weight.size(1)``, its output channels.
+  """
+  if not 0 <= padding <= kernel_size - 1:
+    raise ValueError(f"padding must be in [0, kernel_size - 1] = [0, {kernel_size - 1}]; got "
+                     f"{padding}.")
+  pad = kernel_size - 1 - padding
+  init = torch_uniform(out_features * kernel_size * kernel_size)
+  return nnx.ConvTranspose(in_features, out_features, (kernel_size, kernel_size),
+                           strides=strides, padding=((pad, pad), (pad, pad)),
+                           transpose_kernel=True, kernel_init=init, bias_init=init, rngs=rngs,
+                           **kwargs)

@@ -1,0 +1,93 @@
+"""What the representation learners share: their model, the Gaussian and Bernoulli terms of
+their losses, the reparameterised sample, and the range of their options.
+
+Each term has a closed form that the tests check against an independent computation
+(numerical integration, Monte-Carlo sampling), so each learner's module is only the
+combination of terms and normalisations that SPEC 5.2 gives for it. The reductions follow
+the authors' code: sums over pixels and latent dimensions, means over images or pairs.
+
+Synopsis::
+
+  import jax
+  from gsgen.learners import vae
+  model = vae.build(config, spec, nnx.Rngs(0))           # latent.VAE, z = learner_kwargs.z
+  mean, logvar = model.posterior(images)
+  z = vae.reparameterise(jax.random.key(0), mean, logvar)
+  kl = vae.gaussian_kl(mean, logvar)                      # [batch]: KL(q(z|x) || N(0, I))
+  nll = vae.bernoulli_nll(model.decode(z), images)        # [batch]: summed over pixels
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from gsgen import models
+from gsgen.models import latent
+
+# Options of the representation learners and the range each must lie in (docs/learners.md).
+RANGES = {
+    "z": ("an integer >= 1", lambda v, n: isinstance(v, int) and v >= 1),
+    "beta": ("a number >= 0", lambda v, n: v >= 0),
+    "gamma": ("a number >= 0", lambda v, n: v >= 0),
+    "rate_prior": ("a number > 0", lambda v, n: v > 0),
+    "transition_rate": ("a number > 0", lambda v, n: v > 0),
+    "k": ("an integer from 0 (drawn per pair) to the number of factors - 1",
+          lambda v, n: isinstance(v, int) and 0 <= v <= n - 1),
+}
+
+
+def check(options, spec) -> None:
+  """Raises a ValueError naming the first option of ``config.learner_kwargs`` out of range."""
+  for name, value in options.items():
+    if name not in RANGES:
+      continue
+    what, ok = RANGES[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(
+        value, spec.num_factors):
+      raise ValueError(f"config.learner_kwargs.{name} must be {what} ({spec.name} has "
+                       f"{spec.num_factors} factors); got {value!r}.")
+
+
+def encoder(config, spec, rngs: nnx.Rngs, num_outputs: int) -> nnx.Module:
+  """``config.model`` with ``config.model_kwargs`` and ``num_outputs`` outputs."""
+  return models.create(config.model, num_outputs, in_channels=spec.image_shape[-1],
+                       rngs=rngs, **config.model_kwargs)
+
+
+def build(config, spec, rngs: nnx.Rngs) -> latent.VAE:
+  """The VAE: ``config.model`` with a ``2 * z`` head, and the mirrored decoder."""
+  z = config.learner_kwargs.z
+  return latent.VAE(encoder(config, spec, rngs, 2 * z),
+                    latent.Decoder(z, spec.image_shape[-1], rngs=rngs))
+
+
+def pairs_to_images(images: jax.Array) -> jax.Array:
+  """``[B, 2, H, W, C]`` pairs -> ``[2B, H, W, C]`` images, each pair's two side by side."""
+  return images.reshape((-1,) + images.shape[2:])
+
+
+def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
+  """KL(N(mean, exp(logvar)) || N(0, I)), summed over the last axis."""
+  return 0.5 * jnp.sum(mean ** 2 + jnp.exp(logvar) - logvar - 1.0, axis=-1)
+
+
+def gaussian_entropy(logvar: jax.Array) -> jax.Array:
+  """The entropy of N(., exp(logvar)) per dimension (no sum)."""
+  return 0.5 * (logvar + math.log(2.0 * math.pi * math.e))
+
+
+def bernoulli_nll(logits: jax.Array, images: jax.Array) -> jax.Array:
+  """Sigmoid cross-entropy of pixel values in [0, 1] under logits, summed over all but the
+  first axis: ``[batch]``."""
+  nll = optax.sigmoid_binary_cross_entropy(logits, images)
+  return jnp.sum(nll.reshape(nll.shape[0], -1), axis=-1)
+
+
+def reparameterise(rng: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:
+  """A sample of N(mean, exp(logvar)) that gradients flow through: mean + sigma * eps."""
+  return mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape, mean.dtype)

@@ -1,0 +1,137 @@
+"""The representation learners' models: PyTorch's transposed convolution, the VAE decoder
+(shape, value range, size, initialisation), the posterior split, PCL's coefficients and the
+readout on any encoder."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from model_checks import assert_call_is_head_of_encode, assert_torch_default_init, uniform
+
+from gsgen import models
+from gsgen.models import latent
+from gsgen.models import num_params
+from gsgen.models import readout
+from gsgen.models import torch_init
+
+
+def torch_conv_transpose_reference(x, w, b, stride, padding):
+  """PyTorch's ConvTranspose2d by its definition: every input pixel scatters ``x * w`` into
+  a ``k x k`` window at ``stride`` spacing; ``padding`` is cropped from every side.
+
+  x: [Cin, H, W]; w: [Cin, Cout, k, k] (PyTorch's layout); b: [Cout].
+  """
+  cin, h, wd = x.shape
+  k = w.shape[2]
+  full = np.zeros((w.shape[1], (h - 1) * stride + k, (wd - 1) * stride + k))
+  for i in range(cin):
+    for y in range(h):
+      for xx in range(wd):
+        full[:, y * stride:y * stride + k, xx * stride:xx * stride + k] += x[i, y, xx] * w[i]
+  side = (h - 1) * stride - 2 * padding + k
+  return full[:, padding:padding + side, padding:padding + side] + b[:, None, None]
+
+
+@pytest.mark.parametrize("cin,cout,stride,padding,side", [
+    (3, 2, 2, 1, 5),    # the decoder's upsampling layers: side doubles
+    (4, 3, 1, 0, 1),    # the decoder's first layer: 1x1 -> 4x4
+    (2, 2, 2, 0, 3),
+])
+def test_transposed_convolution_computes_pytorchs(cin, cout, stride, padding, side):
+  layer = torch_init.torch_conv_transpose(cin, cout, 4, strides=stride, padding=padding,
+                                          rngs=nnx.Rngs(0))
+  x = np.random.default_rng(0).normal(size=(cin, side, side))
+  w = np.asarray(layer.kernel[...]).transpose(3, 2, 0, 1)  # kernel[y, x, o, i] = w[i, o, y, x]
+  out = np.asarray(layer(jnp.asarray(x.transpose(1, 2, 0)[None], jnp.float32)))[0]
+  expected = torch_conv_transpose_reference(x, w, np.asarray(layer.bias[...]), stride, padding)
+  assert out.shape == expected.transpose(1, 2, 0).shape
+  np.testing.assert_allclose(out.transpose(2, 0, 1), expected, atol=1e-5)
+
+
+def test_transposed_convolution_refuses_a_padding_it_cannot_crop():
+  with pytest.raises(ValueError, match="padding must be in"):
+    torch_init.torch_conv_transpose(2, 2, 4, padding=4, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_decoder_gives_logits_of_64x64_images(channels):
+  decoder = latent.Decoder(10, channels, rngs=nnx.Rngs(0))
+  z = uniform((4, 10), 0, -3.0, 3.0)
+  logits = decoder(z)
+  assert logits.shape == (4, 64, 64, channels)
+  # Logits, not probabilities: a Bernoulli reconstruction needs the unsquashed values.
+  assert float(jnp.min(logits)) < 0.0
+  encoder = models.create("cnn", 20, in_channels=channels, rngs=nnx.Rngs(1))
+  vae = latent.VAE(encoder, decoder)
+  probs = vae.reconstruct(uniform((4, 64, 64, channels), 2))
+  assert probs.shape == (4, 64, 64, channels)
+  assert float(jnp.min(probs)) >= 0.0 and float(jnp.max(probs)) <= 1.0
+  np.testing.assert_allclose(probs, jax.nn.sigmoid(vae.decode(vae.encode(
+      uniform((4, 64, 64, channels), 2)))), rtol=1e-6)
+
+
+@pytest.mark.parametrize("channels,expected", [
+    # Linear 10 -> 256: 2,816; ConvT 4x4 16*a*b + b: 256->64 262,208, 64->64 65,600,
+    # 64->32 32,800, 32->32 16,416, 32->C 513 C: 379,840 + 513 C.
+    (1, 379_840 + 513),
+    (3, 379_840 + 3 * 513),
+])
+def test_decoder_parameter_count(channels, expected):
+  decoder = nnx.eval_shape(lambda: latent.Decoder(10, channels, rngs=nnx.Rngs(0)))
+  assert num_params(decoder) == expected
+
+
+def test_decoder_is_initialised_as_pytorch():
+  assert assert_torch_default_init(latent.Decoder(10, 3, rngs=nnx.Rngs(0))) == 6
+
+
+def test_posterior_splits_the_encoder_output_into_mean_and_log_variance():
+  encoder = models.create("cnn", 8, in_channels=1, rngs=nnx.Rngs(0))
+  vae = latent.VAE(encoder, latent.Decoder(4, 1, rngs=nnx.Rngs(1)))
+  x = uniform((2, 64, 64, 1), 3)
+  mean, logvar = vae.posterior(x)
+  out = encoder(x)
+  np.testing.assert_array_equal(mean, out[:, :4])
+  np.testing.assert_array_equal(logvar, out[:, 4:])
+  np.testing.assert_array_equal(vae.encode(x), mean)
+  assert vae.encoding_size == 4
+  wrong = latent.VAE(models.create("cnn", 5, in_channels=1, rngs=nnx.Rngs(0)),
+                     latent.Decoder(4, 1, rngs=nnx.Rngs(1)))
+  with pytest.raises(ValueError, match="2 \\* z = 8 outputs"):
+    wrong.posterior(x)
+
+
+def test_pcl_starts_from_the_published_coefficients_and_reads_the_first_half():
+  encoder = models.create("cnn", 6, in_channels=1, rngs=nnx.Rngs(0))
+  model = latent.PCL(encoder, 3)
+  np.testing.assert_array_equal(model.a[...], [1, 1, 1])
+  np.testing.assert_array_equal(model.b[...], [-1, -1, -1])
+  np.testing.assert_array_equal(model.c[...], [0, 0, 0])
+  assert float(model.m[...]) == 0.0
+  x = uniform((2, 64, 64, 1), 4)
+  np.testing.assert_array_equal(model.encode(x), encoder(x)[:, :3])
+
+
+def test_pcl_logit_on_hand_computed_values():
+  model = latent.PCL(models.create("cnn", 4, in_channels=1, rngs=nnx.Rngs(0)), 2)
+  model.a[...] = jnp.array([2.0, 1.0])
+  model.b[...] = jnp.array([-1.0, 0.5])
+  model.c[...] = jnp.array([0.5, -1.0])
+  model.m[...] = jnp.array(0.25)
+  h_t = jnp.array([[1.0, -2.0]])
+  h_prev = jnp.array([[3.0, 4.0]])
+  # -(|2*1 - 3 + 0.5| + |-2 + 2 - 1|) + (1 + 4) + 0.25 = -(0.5 + 1) + 5.25 = 3.75
+  np.testing.assert_allclose(model.logits(h_t, h_prev), [3.75])
+
+
+@pytest.mark.parametrize("name", ["cnn", "mlp"])
+def test_readout_is_a_six_layer_mlp_on_any_encode(name):
+  encoder = models.create(name, 5, in_channels=1, rngs=nnx.Rngs(0))
+  probe = readout.Readout(encoder, 5, rngs=nnx.Rngs(1))
+  layers = [m for _, m in nnx.iter_modules(probe.head) if isinstance(m, nnx.Linear)]
+  assert [(l.in_features, l.out_features) for l in layers] == (
+      [(encoder.encoding_size, 256)] + [(256, 256)] * 4 + [(256, 5)])
+  x = uniform((2, 64, 64, 1), 5)
+  np.testing.assert_array_equal(assert_call_is_head_of_encode(probe, x), encoder.encode(x))
+  assert probe.encoding_size == encoder.encoding_size
