@@ -4,7 +4,8 @@
       --address=auto --gpus_per_cell=0.25
 
 On procedural data by default; set "source" to the official data (prepared under data/tfds)
-to compare with the published numbers.
+to compare with the published numbers. The transfer approaches need their weight files under
+data/weights/; without them their cells fail at start, are reported, and the rest runs on.
 """
 
 STUDY = {
@@ -24,5 +25,15 @@ STUDY = {
         "resnet50": {"model": "resnet50"},
         "resnet101": {"model": "resnet101"},
         "densenet121": {"model": "densenet121"},
+        "beta_vae": {"learner": "beta_vae", "group": "unsupervised"},
+        "ada_gvae": {"learner": "ada_gvae", "group": "weakly_supervised"},
+        "slow_vae": {"learner": "slow_vae", "group": "weakly_supervised"},
+        "pcl": {"learner": "pcl", "group": "weakly_supervised"},
+        # Fine-tuned from weight files placed under data/weights/ (see data/README.md).
+        "rn50_imagenet21k": {"model": "bit_resnet50", "preset": "transfer", "group": "transfer"},
+        "rn101_imagenet21k": {"model": "bit_resnet101", "preset": "transfer",
+                              "group": "transfer"},
+        "densenet121_imagenet": {"model": "densenet121", "preset": "transfer",
+                                 "group": "transfer"},
     },
 }
