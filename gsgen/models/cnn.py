@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from gsgen.models import fast_conv
 from gsgen.models import torch_init as init
 
 CHANNELS = (32, 32, 64, 64)
@@ -45,10 +46,14 @@ class CNN(nnx.Module):
     """
     widths = (in_channels,) + tuple(channels)
     extra = self.extra_channels
+    # Same layers as lax's convolutions, computed in the forms that train fastest.
+    conv = fast_conv.conv_general_dilated
     self.convs = nnx.List([
-        init.torch_conv(a + extra, b, 4, strides=2, padding=1, rngs=rngs)
+        init.torch_conv(a + extra, b, 4, strides=2, padding=1, rngs=rngs,
+                        conv_general_dilated=conv)
         for a, b in zip(widths, widths[1:])])
-    self.last = init.torch_conv(widths[-1] + extra, features, 4, padding="VALID", rngs=rngs)
+    self.last = init.torch_conv(widths[-1] + extra, features, 4, padding="VALID", rngs=rngs,
+                                conv_general_dilated=conv)
     self.head = init.torch_linear(features, num_outputs, rngs=rngs)
     self.encoding_size = features
 
