@@ -5,9 +5,10 @@ zero-dilated input, which the CPU backend computes densely, zeros included; and 
 convolution whose window covers its whole input (the CNN's last layer) is a matrix product
 that the convolution kernels run several times slower. `conv_general_dilated` computes the
 same layers in other forms: the input gradient of a strided convolution as a stride-1
-convolution in space-to-depth layout (no dilation), and the whole-window convolution as a
-``dot``. Parameters, shapes and forward values are unchanged (the strided forward pass is
-``lax``'s own); docs/models.md has the derivation and the measurements behind the choice.
+convolution in space-to-depth layout (no dilation; the forward pass of a narrow input too),
+and the whole-window convolution as a ``dot``. Parameters and shapes are unchanged, values
+differ only in the order of floating-point sums; docs/models.md has the derivation and the
+measurements behind each choice.
 
 Synopsis::
 
@@ -103,17 +104,44 @@ def _is_nhwc(dimension_numbers, ndim: int) -> bool:
   return tuple(dimension_numbers) == ("NHWC", "HWIO", "NHWC")
 
 
+# Inputs with at most this many channels (images) are convolved in space-to-depth form,
+# which runs faster than the strided convolution there and slower on wider inputs.
+S2D_FORWARD_MAX_CHANNELS = 4
+
+
 def _lax_conv(x, kernel, strides, padding, precision):
   return lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_NHWC,
                                   precision=precision)
+
+
+def _s2d_kernel(kernel, strides):
+  """``kernel[a*sh + i, b*sw + j, c, o]`` as ``[a, b, (i, j, c), o]``."""
+  (kh, kw, cin, cout), (sh, sw) = kernel.shape, strides
+  blocks = kernel.reshape(kh // sh, sh, kw // sw, sw, cin, cout).transpose(0, 2, 1, 3, 4, 5)
+  return blocks.reshape(kh // sh, kw // sw, sh * sw * cin, cout)
+
+
+def _forward(x, kernel, strides, padding, precision):
+  """The strided convolution; for narrow inputs as a stride-1 one in space-to-depth form."""
+  if x.shape[-1] > S2D_FORWARD_MAX_CHANNELS:
+    return _lax_conv(x, kernel, strides, padding, precision)
+  (sh, sw), cin = strides, x.shape[-1]
+  x = jnp.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),))
+  batch, height, width, _ = x.shape
+  x = x.reshape(batch, height // sh, sh, width // sw, sw, cin).transpose(0, 1, 3, 2, 4, 5)
+  x = x.reshape(batch, height // sh, width // sw, sh * sw * cin)
+  return lax.conv_general_dilated(x, _s2d_kernel(kernel, strides), (1, 1), "VALID",
+                                  dimension_numbers=_NHWC, precision=precision)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def strided_conv(x, kernel, strides, padding, precision=None):
   """A strided NHWC convolution whose input gradient is computed in space-to-depth form.
 
-  The forward value and the kernel gradient are ``lax``'s; only the input gradient differs
-  in form (and so in the order of its floating-point sums). `form` says where it applies.
+  The kernel gradient is ``lax``'s, and so is the forward value of inputs with more than
+  `S2D_FORWARD_MAX_CHANNELS` channels; narrower inputs (images) are convolved in
+  space-to-depth form too. The forms differ only in the order of their floating-point
+  sums. `form` says where this applies.
 
   Args:
     x: ``[batch, height, width, in]``.
@@ -125,11 +153,11 @@ def strided_conv(x, kernel, strides, padding, precision=None):
   Returns:
     ``[batch, out_height, out_width, out]``.
   """
-  return _lax_conv(x, kernel, strides, padding, precision)
+  return _forward(x, kernel, strides, padding, precision)
 
 
 def _strided_fwd(x, kernel, strides, padding, precision):
-  return _lax_conv(x, kernel, strides, padding, precision), (x, kernel)
+  return _forward(x, kernel, strides, padding, precision), (x, kernel)
 
 
 def _strided_bwd(strides, padding, precision, residuals, g):
@@ -161,12 +189,9 @@ def input_gradient(g, kernel, input_shape, strides, padding, precision=None):
   Returns:
     ``[batch, height, width, in]``.
   """
-  (kh, kw, cin, cout), (sh, sw) = kernel.shape, strides
+  (kh, kw, cin, _), (sh, sw) = kernel.shape, strides
   bh, bw = kh // sh, kw // sw
-  # kernel[a*sh + i, b*sw + j, c, o] -> s2d[a, b, (i, j, c), o]
-  s2d = kernel.reshape(bh, sh, bw, sw, cin, cout).transpose(0, 2, 1, 3, 4, 5)
-  s2d = s2d.reshape(bh, bw, sh * sw * cin, cout)
-  flipped = jnp.flip(s2d, (0, 1)).transpose(0, 1, 3, 2)
+  flipped = jnp.flip(_s2d_kernel(kernel, strides), (0, 1)).transpose(0, 1, 3, 2)
   dxs = lax.conv_general_dilated(g, flipped, (1, 1), ((bh - 1, bh - 1), (bw - 1, bw - 1)),
                                  dimension_numbers=_NHWC, precision=precision)
   batch, hs, ws, _ = dxs.shape
