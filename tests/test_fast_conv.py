@@ -10,6 +10,7 @@ from model_checks import uniform
 
 import gsgen
 from gsgen import models
+from gsgen.models import cnn
 from gsgen.models import fast_conv
 
 NHWC = ("NHWC", "HWIO", "NHWC")
@@ -165,3 +166,16 @@ def test_cnn_parameters_keep_their_names_and_shapes():
 ])
 def test_default_xla_flags(flags, version, expected):
   assert gsgen._default_xla_flags(flags, version) == expected
+
+
+def test_cnn_encodes_large_cpu_batches_in_chunks_with_the_same_values():
+  model = models.create("cnn", 5, in_channels=1, rngs=nnx.Rngs(0))
+  x = uniform((3 * cnn.CPU_CHUNK, 64, 64, 1), 5)
+  graphdef, state = nnx.split(model)
+  program = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)).lower(state, x).as_text()
+  assert "stablehlo.while" in program     # one compiled loop over the chunks
+  whole = jax.jit(lambda s, x: nnx.merge(graphdef, s)._encode(x))(state, x)
+  np.testing.assert_allclose(model.encode(x), whole, rtol=1e-5, atol=1e-6)
+  # A batch that is not a multiple of the chunk goes in one piece.
+  odd = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)).lower(state, x[:70]).as_text()
+  assert "stablehlo.while" not in odd
