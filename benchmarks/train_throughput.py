@@ -17,16 +17,19 @@ reduced grid with --grid to keep that quick; official sources read --official_di
 compilation, on whatever devices JAX sees; the device is printed, and with it the peak resident
 memory of the process (host memory: on a CPU, what training needed). For a representation
 learner the first stage is timed (the representation, not its readout); the pair learners'
-batch of 64 pairs counts as 128 images.
+batch of 64 pairs counts as 128 images. ``--fixed_batch`` adds the step alone, on one batch
+held in memory. ``benchmarks/vs_pytorch.py`` builds its gsgen side from `build`.
 """
 
 import argparse
 import os
 import resource
 import time
+import types
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from gsgen import input_pipeline
@@ -41,13 +44,24 @@ from gsgen.datasets import sources
 from gsgen.learners import learner as learner_lib
 
 
-def measure(model: str, source, steps: int, batch_size: int = 64,
-            learner: str = "regression", preset: str = "paper", num_seeds: int = 1) -> float:
-  """Training images per second of the first stage of ``learner`` with ``model`` on
-  ``source``, timed after compilation; the preset gives the optimizer and the model's
-  resolution (its weight file is not loaded: the speed is the same). With ``num_seeds``
-  replicas trained by one program, the figure is per seed (all seeds' images / N); a batch of
-  ``batch_size`` pairs is twice the images."""
+def build(model: str, source, batch_size: int = 64, learner: str = "regression",
+          preset: str = "paper", num_seeds: int = 1, fixed_batch: bool = False):
+  """A compiled training step of the first stage of ``learner`` with ``model`` on ``source``.
+
+  Args:
+    model: a model name of `gsgen.models`.
+    source: from `gsgen.input_pipeline.make_source`.
+    batch_size: examples per step (pairs, for a pair learner).
+    learner: a learner name.
+    preset: gives the optimizer and the model's resolution (its weight file is not loaded: the
+      speed is the same).
+    num_seeds: replicas trained by one program.
+    fixed_batch: train on one batch, rendered (or read) once, instead of drawing a new batch
+      from ``source`` every step.
+
+  Returns:
+    ``run(steps) -> images trained per seed``; compilation happens here.
+  """
   config = benchmark.get_config(f"dataset={source.spec.name},model={model},learner={learner},"
                                 f"preset={preset}")
   config.init_from.weights = ""
@@ -72,13 +86,54 @@ def measure(model: str, source, steps: int, batch_size: int = 64,
                                          sampler_options=options)
   render = procedural.renderer(source.spec) if source.renders_on_device else None
   step_fn = steps_lib.make_train_step(graphdef, stage, source.spec, render, mesh, key)
+  images_per_step = batches.images_per_step
+  if fixed_batch:
+    if num_seeds != 1:
+      raise ValueError("--fixed_batch times one seed; drop --num_seeds")
+    host = batches.host_batch(0)
+    if render is not None:
+      host["image"] = np.asarray(render(host["factor_indices"]))
+    fixed = sharding.global_batch(host, mesh)
+    batches = types.SimpleNamespace(get=lambda step: fixed)
   state, metrics = step_fn(state, batches.get(0), jnp.int32(1))  # compile
   jax.block_until_ready(metrics)
+  held = {"state": state, "step": 1}
+
+  def run(steps: int) -> int:
+    state, step = held["state"], held["step"]
+    for step in range(step + 1, step + steps + 1):
+      state, metrics = step_fn(state, batches.get(step - 1), jnp.int32(step))
+    jax.block_until_ready(metrics)
+    held["state"], held["step"] = state, step
+    return steps * images_per_step
+
+  return run
+
+
+def measure(model: str, source, steps: int, batch_size: int = 64,
+            learner: str = "regression", preset: str = "paper", num_seeds: int = 1,
+            fixed_batch: bool = False) -> float:
+  """Training images per second (per seed) of the first stage of ``learner`` with ``model`` on
+  ``source``, timed after compilation; see `build`. A batch of ``batch_size`` pairs is twice
+  the images."""
+  run = build(model, source, batch_size, learner, preset, num_seeds, fixed_batch)
   start = time.perf_counter()
-  for step in range(1, steps + 1):
-    state, metrics = step_fn(state, batches.get(step), jnp.int32(step + 1))
-  jax.block_until_ready(metrics)
-  return steps * batches.images_per_step / (time.perf_counter() - start)
+  images = run(steps)
+  return images / (time.perf_counter() - start)
+
+
+def make_source(dataset: str, name: str, data_dir: str, official_dir: str = "data",
+                grid: str = ""):
+  """The training source ``name`` (a source string), prepared under ``data_dir`` first if it
+  is a stored one and missing (on the reduced ``grid``, e.g. "3,6,10,32,32", if given)."""
+  data = sources.parse(dataset, name)
+  if data.stored:
+    from gsgen.datasets import prepare  # pylint: disable=g-import-not-at-top
+    sizes = tuple(int(s) for s in grid.split(",")) if grid else None
+    prepare.prepare(dataset, data, data_dir, official_dir, grid_sizes=sizes)
+  return input_pipeline.make_source(dataset, data.benchmark_split or "random", data,
+                                    data_dir=data_dir)
+
 
 def main():
   parser = argparse.ArgumentParser()
@@ -90,6 +145,8 @@ def main():
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--preset", default="paper", help="optimizer and resolution, e.g. transfer")
   parser.add_argument("--sources", default="procedural,procedural:stored")
+  parser.add_argument("--fixed_batch", action="store_true",
+                      help="also time the step alone, on one batch held in memory")
   parser.add_argument("--data_dir", default="/tmp/gsgen_benchmark_tfds")
   parser.add_argument("--official_dir", default="data")
   parser.add_argument("--grid", default="",
@@ -100,22 +157,19 @@ def main():
   device = jax.devices()[0]
   print(f"device: {device.device_kind} x{jax.device_count()} ({device.platform}), "
         f"{os.cpu_count()} CPU cores; {args.model} on {args.dataset}, batch {args.batch}")
-  for name in args.sources.split(","):
-    data = sources.parse(args.dataset, name)
-    if data.stored:
-      from gsgen.datasets import prepare  # pylint: disable=g-import-not-at-top
-      sizes = tuple(int(s) for s in args.grid.split(",")) if args.grid else None
-      prepare.prepare(args.dataset, data, args.data_dir, args.official_dir, grid_sizes=sizes)
-    source = input_pipeline.make_source(args.dataset, data.benchmark_split or "random", data,
-                                        data_dir=args.data_dir)
+  runs = [(name, False) for name in args.sources.split(",")]
+  if args.fixed_batch:
+    runs.append(("procedural", True))
+  for name, fixed in runs:
+    source = make_source(args.dataset, name, args.data_dir, args.official_dir, args.grid)
+    label = "fixed batch" if fixed else source.data.name
     for learner in args.learners.split(","):
-      for n in (int(k) for k in args.num_seeds.split(",")):
+      for n in ((1,) if fixed else (int(k) for k in args.num_seeds.split(","))):
         rate = measure(args.model, source, args.steps, args.batch, learner=learner,
-                       preset=args.preset, num_seeds=n)
+                       preset=args.preset, num_seeds=n, fixed_batch=fixed)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-        print(f"train {args.model:<12} {learner:<10} {data.name:<17} seeds/program {n:<2} "
+        print(f"train {args.model:<12} {learner:<10} {label:<17} seeds/program {n:<2} "
               f"{rate:>9,.1f} images/s per seed, peak memory {peak:.1f} GiB", flush=True)
-
 
 if __name__ == "__main__":
   main()

@@ -20,7 +20,10 @@ def test_chunks_equal_one_jitted_call():
   np.testing.assert_array_equal(by_flat, got)
 
 
-def test_shapes3d_goes_through_its_bulk_renderer():
+def test_shapes3d_renders_by_recolouring_its_geometries():
+  assert procedural.renderer("shapes3d") is render_shapes3d.render_recoloured
+  assert procedural.renderer(specs.SHAPES3D.subgrid((2, 2, 2, 2, 2, 2))) is (
+      render_shapes3d.render_recoloured)
   rows = specs.SHAPES3D.factor_indices(np.arange(0, 480_000, 9_973))
   got = procedural.render_numpy("shapes3d", factor_indices=rows, batch_size=64)
   np.testing.assert_array_equal(got, np.asarray(render_shapes3d.render(rows)))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from gsgen import specs
+from gsgen.datasets import procedural
 from gsgen.datasets import render_shapes3d
 
 SPEC = specs.SHAPES3D
@@ -20,7 +21,7 @@ BATCH = 64   # one compiled program for every test that goes through render_nump
 
 
 def _render(rows):
-  return render_shapes3d.render_numpy(np.asarray(rows), batch_size=BATCH)
+  return procedural.render_numpy("shapes3d", factor_indices=np.asarray(rows), batch_size=BATCH)
 
 
 def _with(**changes):
@@ -71,11 +72,30 @@ def test_render_numpy_matches_render_with_padding():
   assert _render(np.zeros((0, 6), int)).shape == (0, 64, 64, 3)
 
 
+@pytest.mark.parametrize("batch", [1, 64, 70, 192])   # 192: coloured in three chunks of 64
+def test_recoloured_renders_the_same_images_as_tracing_every_ray(batch):
+  rng = np.random.default_rng(batch)
+  idx = SPEC.factor_indices(rng.integers(0, SPEC.num_images, batch)).astype(np.int32)
+  np.testing.assert_array_equal(np.asarray(render_shapes3d.render_recoloured(idx)),
+                                np.asarray(render_shapes3d.render(idx)))
+
+
+def test_recoloured_covers_every_geometry_and_hue_extreme():
+  """Every one of the 480 geometries, with the first and last value of each hue."""
+  geometry = np.stack(np.unravel_index(np.arange(480), SPEC.sizes[3:]), -1)
+  hues = np.where((np.arange(480) % 2)[:, None] == 0, 0, np.asarray(SPEC.sizes[:3]) - 1)
+  idx = np.concatenate([hues, geometry], -1).astype(np.int32)
+  np.testing.assert_array_equal(np.asarray(render_shapes3d.render_recoloured(idx)),
+                                np.asarray(render_shapes3d.render(idx)))
+  table = render_shapes3d.geometry_table()
+  assert table.shape == (480, 4, 64 * 64) and table.dtype == np.float32
+
+
 @pytest.mark.parametrize("bad", [np.zeros((3, 5), int), np.array([[10, 0, 0, 0, 0, 0]]),
                                  np.array([[0, 0, 0, 0, 0, -1]])])
 def test_render_numpy_rejects_bad_indices(bad):
   with pytest.raises(ValueError):
-    render_shapes3d.render_numpy(bad)
+    procedural.render_numpy("shapes3d", factor_indices=bad)
 
 
 def test_hues_colour_the_right_surfaces():

@@ -3,8 +3,9 @@
 A stand-in for the published images (SPEC.md section 2), never the same data, drawn in closed
 form per ray so that the same jitted function renders on the CPU or on the accelerator. An
 image is linear in its three hues, so ``surface_weights`` (geometry: scale, shape,
-orientation) and ``compose`` (hues) split the work and ``render_numpy`` renders each of the
-480 geometries once and only recolours it. The scene, shading and shadows are described in
+orientation) and ``compose`` (hues) split the work: ``render_recoloured``, which training
+steps and dataset preparation use, renders each of the 480 geometries once per process and
+only recolours it; ``render`` traces every ray of every image (the reference). The scene, shading and shadows are described in
 docs/datasets.md.
 
 Synopsis::
@@ -14,12 +15,12 @@ Synopsis::
   from gsgen.datasets import render_shapes3d
   idx = specs.SHAPES3D.factor_indices(np.arange(8))    # int [8, 6]
   images = render_shapes3d.render(idx)                 # uint8 [8, 64, 64, 3]
-  grid = specs.SHAPES3D.all_factor_indices()[:1000]
-  arr = render_shapes3d.render_numpy(grid, batch_size=256)   # numpy uint8 [1000, 64, 64, 3]
+  same = render_shapes3d.render_recoloured(idx)        # equal, after a one-off table
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -316,6 +317,17 @@ def surface_weights(geometry_indices):
   return total.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 4) / len(offsets)
 
 
+def _colours(hue_indices):
+  """RGB of floor, walls, object and sky [batch, 4, 3] from the three hue indices."""
+  hue_idx = jnp.asarray(hue_indices).astype(jnp.int32)
+  tables = [jnp.asarray(_factor_table(name))
+            for name in ("floor_hue", "wall_hue", "object_hue")]
+  colours = jnp.stack([jax.vmap(_hsv_full)(table[hue_idx[:, i]])
+                       for i, table in enumerate(tables)], axis=1)        # [b, 3, 3]
+  sky = jnp.broadcast_to(jnp.asarray(_SKY_RGB, jnp.float32), colours[:, :1].shape)
+  return jnp.concatenate([colours, sky], axis=1)
+
+
 @jax.jit
 def compose(weights, hue_indices):
   """Colour surface weights with the floor, wall and object hues.
@@ -328,16 +340,17 @@ def compose(weights, hue_indices):
   Returns:
     uint8 array [batch, 64, 64, 3].
   """
-  hue_idx = jnp.asarray(hue_indices).astype(jnp.int32)
-  tables = [jnp.asarray(_factor_table(name))
-            for name in ("floor_hue", "wall_hue", "object_hue")]
-  colours = jnp.stack([jax.vmap(_hsv_full)(table[hue_idx[:, i]])
-                       for i, table in enumerate(tables)], axis=1)        # [b, 3, 3]
-  sky = jnp.broadcast_to(jnp.asarray(_SKY_RGB, jnp.float32), colours[:, :1].shape)
-  colours = jnp.concatenate([colours, sky], axis=1)                       # [b, 4, 3]
+  planes = weights.reshape(weights.shape[0], IMAGE_SIZE * IMAGE_SIZE, 4).transpose(0, 2, 1)
+  return _colour_planes(planes, hue_indices)
+
+
+def _colour_planes(planes, hue_indices):
+  """``compose`` for surface-major weights [batch, 4, 64 * 64]."""
+  colours = _colours(hue_indices)                                         # [b, 4, 3]
   # Elementwise rather than a dot: no reduced-precision matmul on accelerators.
-  rgb = sum(weights[..., s, None] * colours[:, None, None, s, :] for s in range(4))
-  return jnp.round(jnp.clip(rgb, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+  rgb = sum(planes[:, s, None, :] * colours[:, s, :, None] for s in range(4))  # [b, 3, px]
+  rgb = jnp.round(jnp.clip(rgb, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+  return rgb.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1)
 
 
 @jax.jit
@@ -356,65 +369,61 @@ def render(factor_indices):
   return compose(surface_weights(idx[:, 3:]), idx[:, :3])
 
 
-_NUM_GEOMETRIES = math.prod(_SPEC.sizes[3:])
-# Weights of the geometries computed so far (about 31 MB when complete), kept across calls:
-# a dataset builder that renders the grid in many chunks then computes each one once.
-_weights_cache = np.zeros((_NUM_GEOMETRIES, IMAGE_SIZE, IMAGE_SIZE, 4), np.float32)
-_weights_known = np.zeros(_NUM_GEOMETRIES, bool)
+_GEOMETRY_SIZES = _SPEC.sizes[3:]
+_NUM_GEOMETRIES = math.prod(_GEOMETRY_SIZES)
+# Geometries per jitted call while building the table (480 = 4 x 120: one compilation).
+_TABLE_CHUNK = 120
+# Images coloured per step of a loop: larger batches are split into chunks of this many, which
+# keeps the gathered weights in the CPU's cache (a whole batch of 512 is 32 MB).
+_COLOUR_CHUNK = 64
+
+
+@functools.cache
+def geometry_table() -> np.ndarray:
+  """The surface weights of all 480 geometries, computed once per process.
+
+  Returns:
+    float32 numpy array [480, 4, 64 * 64] (about 31 MB): geometry (flat index over scale,
+    shape and orientation) x surface (floor, walls, object, sky, as in `surface_weights`) x
+    pixel (row-major). Surface-major, so colouring runs over contiguous pixels.
+  """
+  # Eager even when first asked for while a jitted function is being traced.
+  with jax.ensure_compile_time_eval():
+    geometry = np.stack(np.unravel_index(np.arange(_NUM_GEOMETRIES), _GEOMETRY_SIZES), -1)
+    chunks = [np.asarray(surface_weights(geometry[i:i + _TABLE_CHUNK].astype(np.int32)))
+              for i in range(0, _NUM_GEOMETRIES, _TABLE_CHUNK)]
+  weights = np.concatenate(chunks).reshape(_NUM_GEOMETRIES, IMAGE_SIZE * IMAGE_SIZE, 4)
+  return np.ascontiguousarray(weights.transpose(0, 2, 1))
+
+
+def _geometry_ids(factor_indices):
+  """Flat geometry index (into `geometry_table`) of Shapes3D factor indices [batch, 6]."""
+  scale, shape, orientation = (factor_indices[:, 3 + i] for i in range(3))
+  return (scale * _GEOMETRY_SIZES[1] + shape) * _GEOMETRY_SIZES[2] + orientation
 
 
 @jax.jit
-def _compose_gathered(all_weights, geometry_ids, hue_indices):
-  return compose(all_weights[geometry_ids], hue_indices)
+def render_recoloured(factor_indices):
+  """`render` by recolouring the precomputed weights of each geometry: the same images.
 
-
-def render_numpy(factor_indices, batch_size: int = 256) -> np.ndarray:
-  """Render many images in fixed-size jitted chunks, returning numpy.
-
-  Equal to ``render``, but the weights of each geometry are computed once (and cached in
-  the module) and then only recoloured, so the full grid of 480,000 images costs about as
-  much as 480 renders plus the colouring. Every chunk is padded to ``batch_size``, so each
-  jitted function compiles once.
+  What depends only on the geometry (scale, shape, orientation) is `geometry_table`,
+  computed once per process and built into the compiled program; each call only gathers
+  the weights of its geometries and colours them with its hues. This is the renderer that
+  training steps use.
 
   Args:
-    factor_indices: integer array [num_images, 6] of Shapes3D factor indices.
-    batch_size: images per jitted call.
+    factor_indices: integer array [batch, 6] of Shapes3D factor indices, as for `render`.
 
   Returns:
-    numpy uint8 array [num_images, 64, 64, 3].
+    uint8 array [batch, 64, 64, 3], equal to ``render(factor_indices)``.
   """
-  idx = np.asarray(factor_indices)
-  if idx.ndim != 2 or idx.shape[1] != _SPEC.num_factors:
-    raise ValueError(f"expected factor indices of shape [n, {_SPEC.num_factors}], "
-                     f"got {idx.shape}.")
-  if idx.size and (np.any(idx < 0) or np.any(idx >= np.asarray(_SPEC.sizes))):
-    raise ValueError(f"factor indices out of range for sizes {_SPEC.sizes}.")
-  idx = idx.astype(np.int32)
-  num = idx.shape[0]
-  out = np.empty((num, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-  if num == 0:
-    return out
+  idx, table = jnp.asarray(factor_indices).astype(jnp.int32), jnp.asarray(geometry_table())
 
-  geometry_ids = np.ravel_multi_index(tuple(idx[:, 3:].T), _SPEC.sizes[3:]).astype(np.int32)
-  missing = np.setdiff1d(geometry_ids, np.flatnonzero(_weights_known))
-  for start in range(0, len(missing), batch_size):
-    chunk = missing[start:start + batch_size]
-    geometry = np.stack(np.unravel_index(chunk, _SPEC.sizes[3:]), -1)
-    weights = surface_weights(_pad(geometry, batch_size))
-    _weights_cache[chunk] = np.asarray(weights)[:len(chunk)]
-    _weights_known[chunk] = True
-  all_weights = jnp.asarray(_weights_cache)
+  def colour(chunk):
+    return _colour_planes(table[_geometry_ids(chunk)], chunk[:, :3])
 
-  for start in range(0, num, batch_size):
-    stop = min(start + batch_size, num)
-    images = _compose_gathered(all_weights, _pad(geometry_ids[start:stop], batch_size),
-                               _pad(idx[start:stop, :3], batch_size))
-    out[start:stop] = np.asarray(images)[:stop - start]
-  return out
-
-
-def _pad(array, size):
-  """Pad axis 0 to ``size`` with copies of row 0 (valid indices, results discarded)."""
-  if len(array) == size:
-    return array
-  return np.concatenate([array, np.repeat(array[:1], size - len(array), axis=0)])
+  batch = idx.shape[0]
+  if batch <= _COLOUR_CHUNK or batch % _COLOUR_CHUNK:
+    return colour(idx)
+  images = jax.lax.map(colour, idx.reshape(batch // _COLOUR_CHUNK, _COLOUR_CHUNK, -1))
+  return images.reshape((batch,) + images.shape[2:])

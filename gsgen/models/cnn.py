@@ -22,10 +22,15 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from gsgen.models import fast_conv
 from gsgen.models import torch_init as init
 
 CHANNELS = (32, 32, 64, 64)
 FEATURES = 256
+# On a CPU, larger batches are encoded this many images at a time (one compiled loop): the
+# activations of a chunk stay in cache, and evaluation at batch 256 or more runs about 1.5x
+# faster than in one piece. Accelerators take the batch whole.
+CPU_CHUNK = 64
 
 
 class CNN(nnx.Module):
@@ -45,10 +50,14 @@ class CNN(nnx.Module):
     """
     widths = (in_channels,) + tuple(channels)
     extra = self.extra_channels
+    # Same layers as lax's convolutions, computed in the forms that train fastest.
+    conv = fast_conv.conv_general_dilated
     self.convs = nnx.List([
-        init.torch_conv(a + extra, b, 4, strides=2, padding=1, rngs=rngs)
+        init.torch_conv(a + extra, b, 4, strides=2, padding=1, rngs=rngs,
+                        conv_general_dilated=conv)
         for a, b in zip(widths, widths[1:])])
-    self.last = init.torch_conv(widths[-1] + extra, features, 4, padding="VALID", rngs=rngs)
+    self.last = init.torch_conv(widths[-1] + extra, features, 4, padding="VALID", rngs=rngs,
+                                conv_general_dilated=conv)
     self.head = init.torch_linear(features, num_outputs, rngs=rngs)
     self.encoding_size = features
 
@@ -80,6 +89,13 @@ class CNN(nnx.Module):
     if x.shape[1:3] != (side, side):
       raise ValueError(f"{type(self).__name__} reduces {side}x{side} images to 1x1, got "
                        f"{x.shape[1]}x{x.shape[2]}; resize the images to {side}x{side}.")
+    batch = x.shape[0]
+    if jax.default_backend() == "cpu" and batch > CPU_CHUNK and batch % CPU_CHUNK == 0:
+      chunks = x.reshape((batch // CPU_CHUNK, CPU_CHUNK) + x.shape[1:])
+      return jax.lax.map(self._encode, chunks).reshape(batch, -1)
+    return self._encode(x)
+
+  def _encode(self, x: jax.Array) -> jax.Array:
     for conv in self.convs:
       x = jax.nn.relu(conv(self.prepare(x)))
     x = jax.nn.relu(self.last(self.prepare(x)))

@@ -1,0 +1,339 @@
+"""Side by side on this machine: gsgen against the authors' PyTorch pipeline, training and evaluation.
+
+Usage::
+
+  pip install -e ".[bench]"                 # PyTorch (CPU) for the reference side
+  python benchmarks/vs_pytorch.py           # both parts; about 25 minutes on 2 CPU cores
+  python benchmarks/vs_pytorch.py --parts train --repeats 9
+  python benchmarks/vs_pytorch.py --parts eval --eval_images 100000 --eval_repeats 3
+
+The reference is the published benchmark's own pipeline (lablet_generalization_benchmark,
+Schott et al.), written again here: their VanillaCNN, their Dataset's per-item conversion
+(channel transpose and torchvision's ``ToTensor``, targets divided by the factor sizes minus one), a
+``DataLoader`` over in-memory arrays (batch 64 shuffled for training with Adam 1e-4; batch 256
+for evaluation, as their loader shuffles), and their evaluation loop (the model called on each
+batch outside ``no_grad``, predictions and targets stacked, R² per factor against the variance
+of the normalised targets over the full grid). gsgen trains its CNN from a prepared dataset
+(``procedural:stored``), with images rendered inside the step, and on one fixed batch; it
+evaluates with `gsgen.evaluate.evaluate_model` on the same in-memory images and with the
+engine's evaluation (images rendered inside the jitted predict), on the dSprites
+extrapolation test split with the same weights, whose R² both sides print.
+
+Every variant is a worker process, set up once (data, compilation, warm-up); the parent then
+asks the workers for one timed repeat at a time, in turn, so that all see the same machine,
+and prints the median images/s of each, the ratios gsgen / PyTorch and the load averages.
+Only a quiet machine gives figures to quote: a busy one slows the two sides differently.
+"""
+
+import argparse
+import multiprocessing
+import os
+import platform
+import sys
+import time
+import warnings
+
+import numpy as np
+
+DATASET, SPLIT = "dsprites", "extrapolation"
+# The published loaders' factor sizes (their normalisation divides by size - 1).
+FACTOR_SIZES = (3, 6, 40, 32, 32)
+
+
+# --- data shared by the workers: rendered once, memory-mapped by each -----------------------
+
+def _data(cache_dir: str, part: str, count: int, seed: int = 0):
+  """Images ``[n, 1, 64, 64]`` uint8 (the published CHW layout), factor indices and flat
+  indices of ``count`` seeded points of the split's ``part`` (all if ``count`` is 0)."""
+  from gsgen import splits  # pylint: disable=g-import-not-at-top
+  flat = splits.indices(DATASET, SPLIT, part)
+  if count and count < len(flat):
+    flat = np.sort(np.random.default_rng(seed).choice(flat, count, replace=False))
+  path = os.path.join(cache_dir, f"{DATASET}_{SPLIT}_{part}_{len(flat)}_{seed}.npy")
+  if not os.path.exists(path):
+    from gsgen.datasets import procedural  # pylint: disable=g-import-not-at-top
+    os.makedirs(cache_dir, exist_ok=True)
+    images = procedural.render_numpy(DATASET, flat, batch_size=1024)
+    np.save(path + ".tmp.npy", images.reshape(len(flat), 1, 64, 64))
+    os.replace(path + ".tmp.npy", path)
+  from gsgen import specs  # pylint: disable=g-import-not-at-top
+  return np.load(path, mmap_mode="r"), specs.get(DATASET).factor_indices(flat), flat
+
+
+# --- the reference: the authors' pipeline in PyTorch ----------------------------------------
+
+def _torch_model(num_outputs: int, channels: int):
+  """VanillaCNN: four 4x4 stride-2 convolutions, a 4x4 valid one to 256, ReLUs, a linear head."""
+  from torch import nn  # pylint: disable=g-import-not-at-top
+  widths = (channels, 32, 32, 64, 64)
+  layers = []
+  for a, b in zip(widths, widths[1:]):
+    layers += [nn.Conv2d(a, b, 4, 2, 1), nn.ReLU(True)]
+  layers += [nn.Conv2d(64, 256, 4, 1), nn.ReLU(True), nn.Flatten(), nn.Linear(256, num_outputs)]
+  return nn.Sequential(*layers)
+
+
+def _torch_dataset(images, factor_indices):
+  """Their Dataset: one stored image and its normalised targets per item."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import torch.utils.data  # pylint: disable=g-import-not-at-top
+  divisor = np.asarray(FACTOR_SIZES) - 1
+
+  def to_tensor(image):
+    """torchvision's ``ToTensor`` of a uint8 HWC array: CHW float32 in [0, 1]."""
+    return torch.from_numpy(image.transpose(2, 0, 1)).contiguous().to(torch.float32).div(255)
+
+  class Dataset(torch.utils.data.Dataset):
+
+    def __len__(self):
+      return len(images)
+
+    def __getitem__(self, i):
+      return to_tensor(np.transpose(images[i], (1, 2, 0))), factor_indices[i] / divisor
+
+  return Dataset()
+
+
+def _torch_worker(kind: str, opts: dict):
+  import torch  # pylint: disable=g-import-not-at-top
+  # The arrays are memory-mapped read-only; every item is copied into a new tensor anyway.
+  warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+  torch.manual_seed(0)
+  model = _torch_model(len(FACTOR_SIZES), 1)
+  if kind == "eval":
+    images, factors, _ = _data(opts["cache_dir"], "test", opts["eval_images"])
+    np.savez(os.path.join(opts["cache_dir"], "weights.npz"),
+             **{k: v.numpy() for k, v in model.state_dict().items()})
+    loader = torch.utils.data.DataLoader(_torch_dataset(images, factors), batch_size=256,
+                                         shuffle=True)
+    grid = np.stack(np.unravel_index(np.arange(np.prod(FACTOR_SIZES)), FACTOR_SIZES), -1)
+    variance = (grid / (np.asarray(FACTOR_SIZES) - 1)).var(0)
+    model.eval()
+
+    def run():
+      predictions, targets = [], []
+      for image_batch, target_batch in loader:
+        predictions.append(model(torch.tensor(image_batch.numpy())).detach().cpu().numpy())
+        targets.append(target_batch.numpy())
+      mse = ((np.vstack(predictions) - np.vstack(targets)) ** 2).mean(0)
+      return len(images), (1 - mse / variance).tolist()
+    return run
+
+  images, factors, _ = _data(opts["cache_dir"], "train", opts["train_images"])
+  loader = torch.utils.data.DataLoader(_torch_dataset(images, factors), batch_size=64,
+                                       shuffle=True, drop_last=True)
+  optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+  batches = iter(())
+  fixed = next(iter(loader))
+
+  def step(image_batch, target_batch):
+    loss = torch.nn.functional.mse_loss(model(image_batch), target_batch.float())
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+  def run():
+    nonlocal batches
+    for _ in range(opts["steps"]):
+      if kind == "fixed":
+        step(*fixed)
+        continue
+      batch = next(batches, None)
+      if batch is None:
+        batches = iter(loader)
+        batch = next(batches)
+      step(*batch)
+    return opts["steps"] * 64, None
+
+  run()  # warm-up
+  return run
+
+
+# --- gsgen ------------------------------------------------------------------------------------
+
+def _gsgen_worker(kind: str, opts: dict):
+  if kind in ("stored", "rendered", "fixed"):
+    import train_throughput  # pylint: disable=g-import-not-at-top  (benchmarks/ is on sys.path)
+    name = "procedural:stored" if kind == "stored" else "procedural"
+    source = train_throughput.make_source(DATASET, name, opts["data_dir"], grid=opts["grid"])
+    train = train_throughput.build("cnn", source, 64, fixed_batch=kind == "fixed")
+    train(opts["steps"])  # warm-up
+    return lambda: (train(opts["steps"]), None)
+
+  import jax  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from gsgen import evaluate, init, input_pipeline, learners, sharding, splits  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from gsgen import steps as steps_lib  # pylint: disable=g-import-not-at-top
+  from gsgen import train as train_lib  # pylint: disable=g-import-not-at-top
+  from gsgen.configs import benchmark  # pylint: disable=g-import-not-at-top
+  from gsgen.datasets import procedural  # pylint: disable=g-import-not-at-top
+  from gsgen.learners import learner as learner_lib  # pylint: disable=g-import-not-at-top
+  config = benchmark.get_config(f"dataset={DATASET},split={SPLIT},model=cnn,preset=paper")
+  stage = learner_lib.stages(learners.get("regression"), config)[0]
+  source = input_pipeline.make_source(DATASET, SPLIT, "procedural")
+  mesh = sharding.make_mesh()
+  graphdef, state, _ = train_lib.create_state(config, stage, source.spec, mesh, nnx.Rngs(0))
+  model = nnx.merge(graphdef, state)[0]
+  init.copy_into(model, _weights_from_torch(os.path.join(opts["cache_dir"], "weights.npz")),
+                 source="the PyTorch worker's VanillaCNN")
+  graphdef, state = nnx.split(nnx.merge(graphdef, state))
+  images, _, flat = _data(opts["cache_dir"], "test", opts["eval_images"])
+  names = source.spec.factor_names
+
+  if kind == "evaluate_model":
+    row = np.full(source.spec.num_images, -1, np.int64)
+    row[flat] = np.arange(len(flat))
+    forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)[0](x))
+
+    def run():
+      scores = evaluate.evaluate_model(
+          lambda x: forward(state, x), DATASET, SPLIT,
+          lambda idx: images[row[idx]].reshape(len(idx), 64, 64, 1), indices=flat,
+          batch_size=256, progress=False)
+      return len(flat), [scores[f"rsquared_{n}"] for n in names]
+  else:
+    predict = steps_lib.make_predict(graphdef, stage.learner, source.spec,
+                                     procedural.renderer(source.spec))
+    # The test records are the test part's grid points in ascending flat order.
+    positions = np.searchsorted(splits.indices(DATASET, SPLIT, "test"), flat)
+
+    def run():
+      acc = evaluate.Accumulator(source.spec, SPLIT, part="test")
+      scores = evaluate.run(lambda b: predict(state, b),
+                            lambda pos: input_pipeline.eval_batch(source, "test", pos, mesh),
+                            source.test.factor_indices, positions, 256, acc)
+      return len(positions), [scores[f"rsquared_{n}"] for n in names]
+  run()  # warm-up: compilation
+  return run
+
+
+def _weights_from_torch(path: str) -> dict:
+  """The VanillaCNN's state dict as gsgen CNN variables (HWIO kernels, [in, out] dense)."""
+  arrays = np.load(path)
+  names = {"0": "convs/0", "2": "convs/1", "4": "convs/2", "6": "convs/3", "8": "last",
+           "11": "head"}
+  out = {}
+  for key, value in arrays.items():
+    layer, kind = key.split(".")
+    if kind == "weight":
+      value = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
+    out[f"{names[layer]}/{'kernel' if kind == 'weight' else 'bias'}"] = value
+  return out
+
+
+# --- the alternating driver -------------------------------------------------------------------
+
+def _serve(conn, side: str, kind: str, opts: dict):
+  """A worker: set up, say so, then one timed repeat per request."""
+  try:
+    run = (_torch_worker if side == "torch" else _gsgen_worker)(kind, opts)
+    conn.send(("ready", None))
+    while conn.recv() == "go":
+      start = time.perf_counter()
+      images, extra = run()
+      conn.send((images / (time.perf_counter() - start), extra))
+  except Exception as e:  # pylint: disable=broad-except
+    conn.send(("error", f"{side}/{kind}: {type(e).__name__}: {e}"))
+    raise
+
+
+def _start(side, kind, opts):
+  ctx = multiprocessing.get_context("spawn")
+  parent, child = ctx.Pipe()
+  proc = ctx.Process(target=_serve, args=(child, side, kind, opts), daemon=True)
+  proc.start()
+  status, message = parent.recv()
+  if status == "error":
+    raise RuntimeError(message)
+  return proc, parent
+
+
+def _alternate(variants: list, opts: dict, repeats: int) -> dict:
+  """``{label: (rates, extra of the last repeat)}`` and the 1-minute loads seen."""
+  workers = {label: _start(side, kind, opts) for label, side, kind in variants}
+  rates = {label: [] for label in workers}
+  extra, loads = {}, []
+  for _ in range(repeats):
+    for label, (_, conn) in workers.items():
+      loads.append(os.getloadavg()[0])
+      conn.send("go")
+      rate, extra[label] = conn.recv()
+      if rate == "error":
+        raise RuntimeError(extra[label])
+      rates[label].append(rate)
+  for proc, conn in workers.values():
+    conn.send("stop")
+    proc.join()
+  return {label: (rates[label], extra[label]) for label in rates}, loads
+
+
+def _report(title, results, loads, ratios):
+  print(title)
+  for label, (rates, _) in results.items():
+    print(f"  {label:<64} {np.median(rates):>8,.0f} images/s  "
+          f"[{min(rates):,.0f} - {max(rates):,.0f}]")
+  for name, (num, den) in ratios.items():
+    print(f"  ratio gsgen / PyTorch, {name:<36} "
+          f"{np.median(results[num][0]) / np.median(results[den][0]):.2f}")
+  print(f"  1-minute load average during the repeats: {min(loads):.2f} - {max(loads):.2f} "
+        f"(median {np.median(loads):.2f}) on {os.cpu_count()} cores")
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--parts", default="train,eval")
+  parser.add_argument("--repeats", type=int, default=7, help="training repeats per variant")
+  parser.add_argument("--steps", type=int, default=60, help="training steps per repeat")
+  parser.add_argument("--train_images", type=int, default=20_000,
+                      help="in-memory training images of the PyTorch DataLoader")
+  parser.add_argument("--eval_images", type=int, default=0,
+                      help="seeded subset of the test split to evaluate (0: all 497,280)")
+  parser.add_argument("--eval_repeats", type=int, default=2)
+  parser.add_argument("--grid", default="3,6,10,32,32",
+                      help="grid of the prepared dataset (procedural:stored)")
+  parser.add_argument("--data_dir", default="/tmp/gsgen_benchmark_tfds")
+  parser.add_argument("--cache_dir", default="/tmp/gsgen_vs_pytorch")
+  args = parser.parse_args()
+  opts = {k: getattr(args, k) for k in ("steps", "train_images", "eval_images", "grid",
+                                          "data_dir", "cache_dir")}
+  import importlib.metadata  # pylint: disable=g-import-not-at-top
+  version = importlib.metadata.version
+  print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores; "
+        f"load averages {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the start")
+  print(f"torch {version('torch')}, jax {version('jax')}, python {sys.version.split()[0]}; "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} (gsgen adds its default on import)")
+  parts = args.parts.split(",")
+  if "train" in parts:
+    results, loads = _alternate([
+        ("PyTorch VanillaCNN, their DataLoader over in-memory arrays", "torch", "loader"),
+        ("PyTorch VanillaCNN, one fixed batch", "torch", "fixed"),
+        (f"gsgen CNN, prepared dataset (procedural:stored, grid {args.grid})", "gsgen",
+         "stored"),
+        ("gsgen CNN, rendered inside the step (procedural)", "gsgen", "rendered"),
+        ("gsgen CNN, one fixed batch", "gsgen", "fixed")], opts, args.repeats)
+    labels = list(results)
+    _report(f"training, dSprites, batch 64, Adam; {args.repeats} alternating repeats of "
+            f"{args.steps} steps (median, [min - max]):", results, loads, {
+                "fixed batch / fixed batch": (labels[4], labels[1]),
+                "prepared / DataLoader": (labels[2], labels[0]),
+                "rendered in the step / DataLoader": (labels[3], labels[0])})
+  if "eval" in parts:
+    _data(args.cache_dir, "test", args.eval_images)  # rendered once, before the workers
+    results, loads = _alternate([
+        ("PyTorch, their Dataset + DataLoader (256), VanillaCNN, R²", "torch", "eval"),
+        ("gsgen evaluate_model, the same in-memory images", "gsgen", "evaluate_model"),
+        ("gsgen engine, rendered inside the jitted predict", "gsgen", "engine")],
+        opts, args.eval_repeats)
+    labels = list(results)
+    count = len(_data(args.cache_dir, "test", args.eval_images)[2])
+    _report(f"evaluation, dSprites {SPLIT} test split ({count:,} images), batch 256, the same "
+            f"weights; {args.eval_repeats} alternating repeats:", results, loads, {
+                "evaluate_model / their loop": (labels[1], labels[0]),
+                "engine / their loop": (labels[2], labels[0])})
+    r2 = np.asarray([results[label][1] for label in labels])
+    print(f"  R² per factor, PyTorch: {np.round(r2[0], 5).tolist()}")
+    print(f"  largest difference of gsgen's R² from PyTorch's: {np.abs(r2[1:] - r2[0]).max():.1e}")
+
+
+if __name__ == "__main__":
+  main()
