@@ -4,7 +4,7 @@ Ada-GVAE sees pairs that differ in a few factors ("locatello", Locatello et al. 
 SlowVAE and PCL pairs of frames of a sparse, Laplace-distributed transition ("laplace",
 Klindt et al. 2021). The benchmark asks that training never touch a test point, not even as
 the second image of a pair, so the second point is built factor by factor from the values
-that keep it inside the train split given its other current factors (SPEC 5.2). All of it
+that keep it inside the train split given its other current factors (docs/learners.md). All of it
 is numpy on a boolean train mask over the grid; the random draws of a batch are a pure
 function of (seed, step), so a resumed run sees exactly the pairs of an uninterrupted one.
 

@@ -10,7 +10,7 @@ Synopsis::
 Run ``python -m gsgen.splits`` for a table of every dataset x split.
 
 For each split factor a set of *marked* values is chosen, with ``size`` the factor's size and
-``r`` the dataset's cut ratio (SPEC section 3):
+``r`` the dataset's cut ratio (docs/metrics.md, Splits):
 
 - extrapolation: the top ``ceil(size * r)`` indices are marked; a point is a test point when
   any split factor is at a marked value.

@@ -136,7 +136,7 @@ def test_wrong_image_size_names_the_expected_size():
 
 
 def test_mlp_head_parameter_count():
-  # SPEC 5.2's readout on z = 10: Linear(10 -> 256), 4 x Linear(256 -> 256), Linear(256 -> 5).
+  # The readout on z = 10: Linear(10 -> 256), 4 x Linear(256 -> 256), Linear(256 -> 5).
   head = nnx.eval_shape(lambda: mlp.MLPHead(10, (256,) * 5, 5, rngs=nnx.Rngs(0)))
   assert num_params(head) == (10 * 256 + 256) + 4 * (256 * 256 + 256) + (256 * 5 + 5)
 

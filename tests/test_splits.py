@@ -1,4 +1,4 @@
-"""Tests of the split rules of SPEC section 3."""
+"""Tests of the split rules of docs/metrics.md, Splits."""
 
 import math
 

@@ -6,7 +6,7 @@ Launch (the README's quick start)::
     --config=benchmark:dataset=dsprites,split=extrapolation,model=cnn,preset=cpu \
     --workdir=workdirs/dsprites_extrapolation_cnn_0
 
-Transfer learning (SPEC 5.3) from a weight file under data/weights (`TRANSFER_WEIGHTS`)::
+Transfer learning (docs/models.md) from a weight file under data/weights (`TRANSFER_WEIGHTS`)::
 
   python -m gsgen.main \
     --config=benchmark:dataset=mpi3d,split=extrapolation,model=bit_resnet50,preset=transfer \
@@ -48,7 +48,7 @@ PRESETS = {
     # A few steps on a reduced grid, for tests.
     "smoke": dict(steps=4, learning_rate=1e-3, log_every=2, checkpoint_every=2,
                   eval_batch_size=64, max_examples=0),
-    # Fine-tuning a pretrained network (SPEC 5.3, after BiT's HyperRule): SGD with momentum,
+    # Fine-tuning a pretrained network (docs/models.md, after BiT's HyperRule): SGD with momentum,
     # linear warm-up, x0.1 at 30, 60 and 90 % of the steps, batch 512 where memory allows,
     # images resized to 128, weights from TRANSFER_WEIGHTS.
     "transfer": dict(steps=10_000, learning_rate=0.003, log_every=100, checkpoint_every=1000,

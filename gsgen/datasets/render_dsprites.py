@@ -1,6 +1,6 @@
 """Procedural dSprites: a pure, jitted JAX renderer of factor indices.
 
-The published dSprites images follow an exact recipe (SPEC.md section 2), so a renderer that
+The published dSprites images follow an exact recipe (docs/datasets.md), so a renderer that
 is a pure function of factor indices can draw any grid point on demand, on the CPU while
 preparing or inside the training step on the accelerator, with no file at all. Pixels are 0 or
 255; the recipe, how the heart stays cheap and exact (a star-shaped polygon tested against one

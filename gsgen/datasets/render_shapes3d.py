@@ -1,6 +1,6 @@
 """Procedural Shapes3D renderer: factor indices -> 64x64 RGB images, in pure JAX.
 
-A stand-in for the published images (SPEC.md section 2), never the same data, drawn in closed
+A stand-in for the published images (docs/datasets.md), never the same data, drawn in closed
 form per ray so that the same jitted function renders on the CPU or on the accelerator. An
 image is linear in its three hues, so ``surface_weights`` (geometry: scale, shape,
 orientation) and ``compose`` (hues) split the work: ``render_recoloured``, which training

@@ -25,7 +25,7 @@ Stage = learner_lib.Stage
 
 LEARNERS: dict[str, learner_lib.Learner] = {
     "regression": regression.LEARNER,
-    # Representation learners, read out by an MLP on their frozen encoder (SPEC 5.2).
+    # Representation learners, read out by an MLP on their frozen encoder (docs/learners.md).
     "beta_vae": beta_vae.LEARNER,
     "ada_gvae": ada_gvae.LEARNER,
     "slow_vae": slow_vae.LEARNER,

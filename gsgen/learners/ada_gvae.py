@@ -4,7 +4,7 @@ Each pair shares the factors that the "locatello" sampler left unchanged (`gsgen
 the learner does not know which, so it guesses per pair: the latent dimensions whose two
 posteriors are closest (a KL at most halfway between the pair's smallest and largest) are
 taken as shared, and both posteriors there are replaced by their average. The study's
-``beta`` is not recovered; the default is 1 (unverified, SPEC 5.2).
+``beta`` is not recovered; the default is 1 (unverified, docs/learners.md).
 
 Synopsis::
 

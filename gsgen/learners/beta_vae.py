@@ -2,7 +2,7 @@
 
 A Gaussian posterior over ``z`` latents, a Bernoulli decoder and a standard normal prior;
 ``beta`` weighs the prior's KL against the reconstruction. The study's sweep over ``beta``
-is not recovered, so the default is 1, a plain VAE (unverified, SPEC 5.2).
+is not recovered, so the default is 1, a plain VAE (unverified, docs/learners.md).
 
 Synopsis::
 

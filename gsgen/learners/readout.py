@@ -1,7 +1,7 @@
 """The readout stage: an MLP regressor trained on the frozen representation of the stage before.
 
 The un- and weakly supervised learners are scored through what a small MLP can read from
-their representation (SPEC 5.2): after the representation stage, a fresh `Readout` model
+their representation (docs/learners.md): after the representation stage, a fresh `Readout` model
 takes over that stage's trained model as its ``encoder`` (copied, then frozen by
 ``config.readout.optim.trainable``, which selects only the head) and learns the train
 split's normalised targets. Nothing here depends on the representation learner, so a

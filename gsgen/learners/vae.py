@@ -3,7 +3,7 @@ their losses, the reparameterised sample, and the range of their options.
 
 Each term has a closed form that the tests check against an independent computation
 (numerical integration, Monte-Carlo sampling), so each learner's module is only the
-combination of terms and normalisations that SPEC 5.2 gives for it. The reductions follow
+combination of terms and normalisations that docs/learners.md gives for it. The reductions follow
 the authors' code: sums over pixels and latent dimensions, means over images or pairs.
 
 Synopsis::

@@ -1,7 +1,7 @@
 """A readout: an MLP regressor on the representation ``encode()`` of another model.
 
 The un- and weakly supervised learners never see a factor label, so the study scores them
-by training a small MLP on their frozen representation (SPEC 5.2); the same readout probes
+by training a small MLP on their frozen representation (docs/learners.md); the same readout probes
 the representation of any model of `gsgen.models`, supervised ones included. The readout
 is itself a model of the common contract (``model(x) == model.head(model.encode(x))``), so
 the engine, the evaluator and `gsgen.runs` treat it like any other.
@@ -26,7 +26,7 @@ from flax import nnx
 
 from gsgen.models import mlp
 
-# Linear(z -> 256), 4 x Linear(256 -> 256), Linear(256 -> factors): six layers (SPEC 5.2).
+# Linear(z -> 256), 4 x Linear(256 -> 256), Linear(256 -> factors): six layers (docs/learners.md).
 HIDDEN = (256,) * 5
 
 
