@@ -28,8 +28,8 @@ from gsgen.models import torch_init as init
 CHANNELS = (32, 32, 64, 64)
 FEATURES = 256
 # On a CPU, larger batches are encoded this many images at a time (one compiled loop): the
-# activations of a chunk stay in cache, and evaluation at batch 256 or more runs about 1.5x
-# faster than in one piece. Accelerators take the batch whole.
+# activations of a chunk stay in cache, so evaluation at batch 256 or more runs faster than in
+# one piece (benchmarks/vs_pytorch.py). Accelerators take the batch whole.
 CPU_CHUNK = 64
 
 
