@@ -173,10 +173,12 @@ def _gsgen_worker(kind: str, opts: dict):
   source = input_pipeline.make_source(DATASET, SPLIT, "procedural")
   mesh = sharding.make_mesh()
   graphdef, state, _ = train_lib.create_state(config, stage, source.spec, mesh, nnx.Rngs(0))
-  model = nnx.merge(graphdef, state)[0]
+  held = nnx.merge(graphdef, state)  # (model, optimizer)
+  model = held[0]
   init.copy_into(model, _weights_from_torch(os.path.join(opts["cache_dir"], "weights.npz")),
                  source="the PyTorch worker's VanillaCNN")
-  graphdef, state = nnx.split(nnx.merge(graphdef, state))
+  model.eval()  # inference mode, as the engine's predict sets it
+  graphdef, state = nnx.split(held)
   images, _, flat = _data(opts["cache_dir"], "test", opts["eval_images"])
   names = source.spec.factor_names
 

@@ -27,9 +27,10 @@ from gsgen.models import torch_init as init
 
 CHANNELS = (32, 32, 64, 64)
 FEATURES = 256
-# On a CPU, larger batches are encoded this many images at a time (one compiled loop): the
-# activations of a chunk stay in cache, so evaluation at batch 256 or more runs faster than in
-# one piece (benchmarks/vs_pytorch.py). Accelerators take the batch whole.
+# In inference mode on a CPU, larger batches are encoded this many images at a time (one
+# compiled loop): the activations of a chunk stay in cache, so evaluation at batch 256 or more
+# runs faster than in one piece (benchmarks/vs_pytorch.py). Training takes the batch whole (the
+# gradient of the loop is far slower), and so do accelerators.
 CPU_CHUNK = 64
 
 
@@ -60,6 +61,7 @@ class CNN(nnx.Module):
                                 conv_general_dilated=conv)
     self.head = init.torch_linear(features, num_outputs, rngs=rngs)
     self.encoding_size = features
+    self.deterministic = False  # inference mode, set by `eval()`: chunks CPU batches
 
   def prepare(self, x: jax.Array) -> jax.Array:
     """The input of each convolution from the previous activation (identity here).
@@ -90,7 +92,8 @@ class CNN(nnx.Module):
       raise ValueError(f"{type(self).__name__} reduces {side}x{side} images to 1x1, got "
                        f"{x.shape[1]}x{x.shape[2]}; resize the images to {side}x{side}.")
     batch = x.shape[0]
-    if jax.default_backend() == "cpu" and batch > CPU_CHUNK and batch % CPU_CHUNK == 0:
+    if (self.deterministic and jax.default_backend() == "cpu" and batch > CPU_CHUNK
+        and batch % CPU_CHUNK == 0):
       chunks = x.reshape((batch // CPU_CHUNK, CPU_CHUNK) + x.shape[1:])
       return jax.lax.map(self._encode, chunks).reshape(batch, -1)
     return self._encode(x)
