@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 
 import jax
 
@@ -44,8 +45,7 @@ class MetricLog:
       return
     if not clean:  # rewritten whole or not at all
       workdir_lib.write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=10)
+    self._tb = _summary_writer()(os.path.join(workdir, "tensorboard"), flush_secs=10)
 
   @property
   def last(self) -> dict:
@@ -112,3 +112,21 @@ def _read(path: str) -> tuple[list[dict], bool]:
                       len(line))
       clean = False
   return rows, clean
+
+
+def _summary_writer():
+  """tensorboardX's SummaryWriter, imported without PyTorch.
+
+  tensorboardX imports torch whenever it is installed (for tensors we never pass), which
+  adds seconds to the start of every run where the benchmark extra is installed. Unless
+  torch is already loaded, it is hidden for the duration of the import.
+  """
+  if "tensorboardX" in sys.modules or "torch" in sys.modules:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    return SummaryWriter
+  sys.modules["torch"] = None  # `import torch` raises ImportError
+  try:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  finally:
+    del sys.modules["torch"]
+  return SummaryWriter
