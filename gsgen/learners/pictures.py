@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from matplotlib import figure
 
 from gsgen.learners import vae
 from gsgen.models import latent
@@ -80,6 +79,8 @@ def _mosaic(rows: np.ndarray, gap: int = 2) -> np.ndarray:
 
 
 def _save(picture: np.ndarray, labels: list[str], title: str, path: str) -> None:
+  # Imported here: matplotlib adds about a second to the start of every run otherwise.
+  from matplotlib import figure  # pylint: disable=g-import-not-at-top
   fig = figure.Figure(figsize=(picture.shape[1] / 60 + 1.6, picture.shape[0] / 60 + 0.6),
                       dpi=100)
   ax = fig.add_subplot()
