@@ -30,7 +30,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from gsgen.models import fast_conv
 from gsgen.models import torch_init as init
 
 # (out_channels, stride, padding) of the transposed convolutions after the 1x1 start:
@@ -67,33 +66,8 @@ class Decoder(nnx.Module):
     """
     x = self.linear(z).reshape(z.shape[0], 1, 1, FEATURES)
     for deconv in self.deconvs:
-      x = transposed(deconv, jax.nn.relu(x))
+      x = deconv(jax.nn.relu(x))
     return x
-
-
-def transposed(layer: nnx.ConvTranspose, x: jax.Array) -> jax.Array:
-  """``layer(x)`` for a layer of `torch_init.torch_conv_transpose`, a strided one computed as
-  the input gradient of the convolution it transposes in `fast_conv`'s space-to-depth form
-  (no zero-dilated input); the same values up to the order of floating-point sums.
-
-  Args:
-    layer: a square transposed convolution with PyTorch's padding semantics.
-    x: ``[batch, height, width, in_features]``.
-
-  Returns:
-    ``[batch, out_height, out_width, out_features]``.
-  """
-  (k, _), stride = layer.kernel_size, layer.strides
-  stride = stride[0] if isinstance(stride, (tuple, list)) else (stride or 1)
-  if stride == 1 or k % stride:
-    return layer(x)
-  padding = k - 1 - layer.padding[0][0]  # PyTorch's padding of the layer
-  side = lambda n: (n - 1) * stride - 2 * padding + k
-  shape = (x.shape[0], side(x.shape[1]), side(x.shape[2]), layer.out_features)
-  # The layer's kernel [kh, kw, out, in] is the transposed convolution's [kh, kw, in, out].
-  y = fast_conv.input_gradient(x, layer.kernel[...], shape, (stride, stride),
-                               ((padding, padding), (padding, padding)), layer.precision)
-  return y + layer.bias[...]
 
 
 
