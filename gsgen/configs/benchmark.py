@@ -75,8 +75,9 @@ TRANSFER_WEIGHTS = {
 # for the supervised models, and a 100,000-step readout.
 _REPRESENTATION = ("beta_vae", "ada_gvae", "slow_vae", "pcl")
 LEARNER_BUDGETS = {
-    # The decoder makes a VAE step about six times the CNN's on a CPU: 64,000 images for
-    # the VAEs, 128,000 for PCL (no decoder), then a 1,000-step readout.
+    # A VAE trains about ten times slower per image than the CNN on a CPU (the decoder's
+    # kernel gradients; about 100 against 1,000 images/s at batch 64 on 2 cores): 64,000
+    # images for the VAEs, 128,000 for PCL (no decoder), then a 1,000-step readout.
     "cpu": {"beta_vae": dict(steps=1000, readout_steps=1000),
             "ada_gvae": dict(steps=500, readout_steps=1000),
             "slow_vae": dict(steps=500, readout_steps=1000),
