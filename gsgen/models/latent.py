@@ -70,7 +70,6 @@ class Decoder(nnx.Module):
     return x
 
 
-
 class VAE(nnx.Module):
   """A Gaussian posterior from ``encoder`` (its first ``z`` outputs the mean, the next ``z``
   the log-variance) and a Bernoulli decoder."""
