@@ -55,7 +55,7 @@ def make_train_step(graphdef, stage: learner_lib.Stage, spec, render, mesh, key)
   def train_step(state, batch, step, key):
     model, optimizer = nnx.merge(graphdef, state)
     optim.train_mode(model, stage.optim)
-    batch = prepare_batch(batch, spec, render)
+    batch = {**prepare_batch(batch, spec, render), "step": step}
     rng = jax.random.fold_in(key, step)
 
     def loss_fn(model):
@@ -108,8 +108,9 @@ def make_state_loss(graphdef, stage: learner_lib.Stage, spec, render, key):
   def state_loss(state, batch, step, key):
     model, _ = nnx.merge(graphdef, state)
     optim.train_mode(model, stage.optim)
-    return stage.learner.loss(model, prepare_batch(batch, spec, render),
-                              jax.random.fold_in(key, step), **stage.options)[0]
+    batch = {**prepare_batch(batch, spec, render), "step": step}
+    return stage.learner.loss(model, batch, jax.random.fold_in(key, step),
+                              **stage.options)[0]
 
   return jax.jit(_over_seeds(state_loss, key, (0, 0, None, 0)))
 

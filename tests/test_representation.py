@@ -53,16 +53,19 @@ def test_beta_vae_learns_reads_out_a_frozen_encoder_and_draws_pictures(tmp_path)
   config = get_config("dataset=dsprites,split=random,learner=beta_vae,preset=smoke")
   config.train.steps, config.readout.steps = 12, 4
   config.train.log_every, config.train.checkpoint_every = 2, 1000  # saves at 12 and 16 only
-  config.learner_kwargs.beta = 2.0
+  config.learner_kwargs.beta, config.learner_kwargs.kl_warmup = 2.0, 8
   results = train.train_and_evaluate(config, str(tmp_path))
   assert results["stages"] == {"representation": 12, "readout": 4}
-  assert results["config"]["learner_kwargs"] == {"z": 10, "beta": 2.0}
+  assert results["config"]["learner_kwargs"] == {"z": 10, "beta": 2.0, "kl_warmup": 8}
   final = results["train"]["final_metrics"]
   assert {"reconstruction", "kl", "loss"} <= set(final["representation"])
   assert final["readout"]["step"] == 16 and "rsquared_x_position" in results["test"]
   log = [r for r in rows(tmp_path) if r["stage"] == "representation"]
-  assert log[-1]["loss"] == pytest.approx(log[-1]["reconstruction"] + 2.0 * log[-1]["kl"],
-                                          rel=1e-5)
+  # The KL weight ramps up with the step the engine hands the loss: 2 * min(1, step / 8).
+  assert [r["step"] for r in log] == [2, 4, 6, 8, 10, 12]
+  for r in log:
+    weight = 2.0 * min(1.0, r["step"] / 8)
+    assert r["loss"] == pytest.approx(r["reconstruction"] + weight * r["kl"], rel=1e-5)
   # A blank canvas is cheap to learn: the reconstruction loss falls fast from the start.
   assert log[-1]["reconstruction"] < 0.6 * log[0]["reconstruction"]
   saved = checkpoints(tmp_path)
@@ -195,3 +198,11 @@ def test_every_preset_budgets_both_stages_of_every_representation_learner(preset
     assert config.readout.optim.trainable == "^head/"
     validate.config(config, 8)
   assert get_config(f"preset={preset}").readout.steps == 0  # supervised: no readout
+
+
+def test_a_negative_kl_warmup_is_refused():
+  config = get_config("learner=beta_vae,preset=cpu")
+  assert config.learner_kwargs.kl_warmup == 0  # the study's full KL weight from the start
+  config.learner_kwargs.kl_warmup = -1
+  with pytest.raises(ValueError, match="learner_kwargs.kl_warmup must be an integer >= 0"):
+    validate.config(config, 8)

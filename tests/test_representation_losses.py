@@ -103,6 +103,32 @@ def test_beta_vae_loss_is_per_image():
   np.testing.assert_allclose(model.decoded, mean, atol=1e-6)  # decoded the posterior sample
 
 
+def test_kl_weight_ramps_linearly_over_the_warmup_steps():
+  assert vae.kl_weight(4.0, 0, {}) == 4.0  # no warm-up: the study's full weight throughout
+  weights = [float(vae.kl_weight(4.0, 8, {"step": jnp.int32(s)})) for s in (1, 2, 4, 8, 9, 100)]
+  assert weights == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+  with pytest.raises(ValueError, match="kl_warmup needs the training step"):
+    vae.kl_weight(4.0, 8, {"image": None})
+
+
+@pytest.mark.parametrize("learner", [beta_vae, ada_gvae, slow_vae])
+def test_each_vae_loss_weighs_its_kl_by_the_warmup(learner):
+  rng = np.random.default_rng(6)
+  pairs = learner is not beta_vae
+  model = StandIn(rng.normal(size=(4, 2)), np.log(rng.uniform(0.5, 2.0, size=(4, 2))),
+                  rng.normal(size=(4, 4, 4, 1)))
+  images = jnp.asarray(rng.uniform(size=(2, 2, 4, 4, 1) if pairs else (4, 4, 4, 1)),
+                       jnp.float32)
+  opts = {"beta": 3.0, "z": 2, "gamma": 10.0, "rate_prior": 6.0}
+  full, aux = learner.loss(model, {"image": images}, jax.random.key(0), **opts)
+  ramped, aux_r = learner.loss(model, {"image": images, "step": jnp.int32(5)},
+                               jax.random.key(0), kl_warmup=20, **opts)
+  # Step 5 of 20: the KL term weighs a quarter of beta; every logged term is unchanged.
+  assert {k: float(v) for k, v in aux.items()} == {k: float(v) for k, v in aux_r.items()}
+  assert float(full) - float(ramped) == pytest.approx(0.75 * 3.0 * float(aux["kl"]),
+                                                      rel=1e-4)
+
+
 def normal_kl(m1, s1, m2, s2):
   """KL(N(m1, s1) || N(m2, s2)) with variances s1, s2."""
   return 0.5 * (math.log(s2 / s1) + (s1 + (m1 - m2) ** 2) / s2 - 1.0)

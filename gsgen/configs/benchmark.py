@@ -101,7 +101,8 @@ FIELDS = {
     "learner_kwargs": "the learner's hyperparameters, with their defaults (z: latents; "
                       "beta, gamma: weights of the KL terms; rate_prior: SlowVAE's Laplace "
                       "prior; k: factors changed per Ada-GVAE pair, 0 drawn; "
-                      "transition_rate: the Laplace pair sampler's rate)",
+                      "transition_rate: the Laplace pair sampler's rate; kl_warmup: steps "
+                      "over which the VAEs' KL weight ramps up to beta, 0 none)",
     "init_from.workdir": "start from the final checkpoint of another run's workdir",
     "init_from.weights": "start from a pretrained weight file (BiT .npz, .safetensors, .pth; "
                          "`python -m gsgen.weights inspect FILE` says what it fits); the "

@@ -13,7 +13,8 @@ Synopsis::
   loss, aux = ada_gvae.loss(model, batch, rng, beta=1.0)
 
 Loss: reconstruction per image (summed over pixels, mean over the 2B images) plus
-``beta * (KL(q1~) + KL(q2~))`` (summed over latent dimensions, mean over the B pairs).
+``beta * (KL(q1~) + KL(q2~))`` (summed over latent dimensions, mean over the B pairs);
+``kl_warmup > 0`` ramps ``beta`` up over the stage's first steps (`vae.kl_weight`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from gsgen.learners import pictures
 from gsgen.learners import vae
 from gsgen.models import latent
 
-OPTIONS = {"z": 10, "beta": 1.0, "k": 0}
+OPTIONS = {"z": 10, "beta": 1.0, "k": 0, "kl_warmup": 0}
 
 
 def divergence(mean: jax.Array, logvar: jax.Array) -> jax.Array:
@@ -66,7 +67,7 @@ def aggregate(mean: jax.Array, logvar: jax.Array) -> tuple[tuple, tuple, jax.Arr
   return out[0], out[1], shared
 
 
-def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float,
+def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float, kl_warmup: int = 0,
          **unused) -> tuple[jax.Array, dict]:
   """Reconstruction of both images from the aggregated posteriors, plus their KL."""
   del unused  # z shapes the model, k the sampler
@@ -80,7 +81,8 @@ def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float,
   logits = model.decode(vae.reparameterise(rng, agg_mean, agg_logvar))
   recon = jnp.mean(vae.bernoulli_nll(logits, images))
   kl = jnp.mean(vae.gaussian_kl(m1, l1) + vae.gaussian_kl(m2, l2))
-  return recon + beta * kl, {"reconstruction": recon, "kl": kl,
+  weight = vae.kl_weight(beta, kl_warmup, batch)
+  return recon + weight * kl, {"reconstruction": recon, "kl": kl,
                              "shared_dims": jnp.mean(jnp.sum(shared, -1).astype(jnp.float32))}
 
 

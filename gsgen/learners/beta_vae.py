@@ -11,7 +11,8 @@ Synopsis::
   loss, aux = beta_vae.loss(model, batch, rng, beta=4.0)   # aux: reconstruction, kl
 
 Loss: ``recon + beta * KL(q(z|x) || N(0, I))``, the reconstruction summed over pixels and
-the KL over latent dimensions, both averaged over the images of the batch.
+the KL over latent dimensions, both averaged over the images of the batch; ``kl_warmup > 0``
+ramps the KL weight up over the stage's first steps (`vae.kl_weight`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from gsgen.learners import pictures
 from gsgen.learners import vae
 from gsgen.models import latent
 
-OPTIONS = {"z": 10, "beta": 1.0}
+OPTIONS = {"z": 10, "beta": 1.0, "kl_warmup": 0}
 
 
-def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float,
+def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float, kl_warmup: int = 0,
          **unused) -> tuple[jax.Array, dict]:
   """The negative ELBO with a ``beta``-weighted KL, per image."""
   del unused  # z shapes the model
@@ -36,7 +37,8 @@ def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float,
   logits = model.decode(vae.reparameterise(rng, mean, logvar))
   recon = jnp.mean(vae.bernoulli_nll(logits, images))
   kl = jnp.mean(vae.gaussian_kl(mean, logvar))
-  return recon + beta * kl, {"reconstruction": recon, "kl": kl}
+  weight = vae.kl_weight(beta, kl_warmup, batch)
+  return recon + weight * kl, {"reconstruction": recon, "kl": kl}
 
 
 LEARNER = learner_lib.Learner(name="beta_vae", build=vae.build, loss=loss, options=OPTIONS,

@@ -15,9 +15,10 @@ factors (a representation learner), or any learner when ``config.readout.steps >
 followed by a readout stage on its frozen ``encode()`` (`gsgen.learners.readout`). A batch
 reaches ``loss`` as a dict:
 ``image`` float32 in [0, 1] (``[B, H, W, C]`` for single points, ``[B, 2, H, W, C]`` for
-pairs), ``factor_indices`` (``[B, F]`` or ``[B, 2, F]``) and ``targets`` (normalised factor
-indices of the same leading shape). ``rng`` is the run's key folded with the step number, so
-a resumed run draws exactly the random numbers of an uninterrupted one.
+pairs), ``factor_indices`` (``[B, F]`` or ``[B, 2, F]``), ``targets`` (normalised factor
+indices of the same leading shape) and ``step`` (the stage's own step count, from 1). ``rng``
+is the run's key folded with the step number, so a resumed run draws exactly the random
+numbers of an uninterrupted one.
 """
 
 from __future__ import annotations

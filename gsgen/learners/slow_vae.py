@@ -14,7 +14,8 @@ Synopsis::
 Loss, as in the authors' code: ``2 * recon + beta * KL_N + gamma * KL_L``, with ``recon`` and
 ``KL_N`` (the standard normal prior's KL) per image, averaged over the 2B images, and
 ``KL_L`` the Laplace cross-entropies of both directions, summed over dimensions and averaged
-over the B pairs, minus the posterior entropy averaged over the images.
+over the B pairs, minus the posterior entropy averaged over the images. ``kl_warmup > 0``
+ramps ``beta`` (not ``gamma``) up over the stage's first steps (`vae.kl_weight`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from gsgen.learners import pictures
 from gsgen.learners import vae
 from gsgen.models import latent
 
-OPTIONS = {"z": 10, "beta": 1.0, "gamma": 10.0, "rate_prior": 6.0, "transition_rate": 1.0}
+OPTIONS = {"z": 10, "beta": 1.0, "gamma": 10.0, "rate_prior": 6.0, "transition_rate": 1.0,
+           "kl_warmup": 0}
 
 
 def laplace_cross_entropy(offset: jax.Array, logvar: jax.Array, rate: float) -> jax.Array:
@@ -45,7 +47,7 @@ def laplace_cross_entropy(offset: jax.Array, logvar: jax.Array, rate: float) -> 
 
 
 def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float, gamma: float,
-         rate_prior: float, **unused) -> tuple[jax.Array, dict]:
+         rate_prior: float, kl_warmup: int = 0, **unused) -> tuple[jax.Array, dict]:
   """The SlowVAE objective of a batch of pairs."""
   del unused  # z shapes the model, transition_rate the sampler
   images = vae.pairs_to_images(batch["image"])
@@ -59,7 +61,8 @@ def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float, gamma: 
            + laplace_cross_entropy(m[:, 1] - m[:, 0], lv[:, 1], rate_prior))
   entropy = jnp.mean(jnp.sum(vae.gaussian_entropy(logvar), -1))
   kl_laplace = jnp.mean(jnp.sum(cross, -1)) - entropy
-  total = 2.0 * recon + beta * kl_normal + gamma * kl_laplace
+  weight = vae.kl_weight(beta, kl_warmup, batch)
+  total = 2.0 * recon + weight * kl_normal + gamma * kl_laplace
   return total, {"reconstruction": recon, "kl": kl_normal, "kl_laplace": kl_laplace}
 
 

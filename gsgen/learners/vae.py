@@ -28,6 +28,7 @@ from flax import nnx
 
 from gsgen import models
 from gsgen.models import latent
+from gsgen.models import torch_init
 
 # Options of the representation learners and the range each must lie in (docs/learners.md).
 RANGES = {
@@ -36,6 +37,7 @@ RANGES = {
     "gamma": ("a number >= 0", lambda v, n: v >= 0),
     "rate_prior": ("a number > 0", lambda v, n: v > 0),
     "transition_rate": ("a number > 0", lambda v, n: v > 0),
+    "kl_warmup": ("an integer >= 0", lambda v, n: isinstance(v, int) and v >= 0),
     "k": ("an integer from 0 (drawn per pair) to the number of factors - 1",
           lambda v, n: isinstance(v, int) and 0 <= v <= n - 1),
 }
@@ -60,10 +62,17 @@ def encoder(config, spec, rngs: nnx.Rngs, num_outputs: int) -> nnx.Module:
 
 
 def build(config, spec, rngs: nnx.Rngs) -> latent.VAE:
-  """The VAE: ``config.model`` with a ``2 * z`` head, and the mirrored decoder."""
+  """The VAE: ``config.model`` with a ``2 * z`` head, and the mirrored decoder, every weight
+  Kaiming-normal and every bias zero (`torch_init.kaiming_normal`).
+
+  Under PyTorch's default initialisation the posterior means of different images differ by
+  about 1e-3 against a sampling noise of 1, so the decoder cannot tell images apart and the
+  VAEs sat on the prior for hundreds of steps (docs/learners.md, "Initialisation").
+  """
   z = config.learner_kwargs.z
-  return latent.VAE(encoder(config, spec, rngs, 2 * z),
-                    latent.Decoder(z, spec.image_shape[-1], rngs=rngs))
+  model = latent.VAE(encoder(config, spec, rngs, 2 * z),
+                     latent.Decoder(z, spec.image_shape[-1], rngs=rngs))
+  return torch_init.kaiming_normal(model, rngs)
 
 
 def pairs_to_images(images: jax.Array) -> jax.Array:
@@ -86,6 +95,21 @@ def bernoulli_nll(logits: jax.Array, images: jax.Array) -> jax.Array:
   first axis: ``[batch]``."""
   nll = optax.sigmoid_binary_cross_entropy(logits, images)
   return jnp.sum(nll.reshape(nll.shape[0], -1), axis=-1)
+
+
+def kl_weight(beta: float, warmup: int, batch: dict) -> jax.Array | float:
+  """``beta``, or during the first ``warmup`` steps of the stage ``beta * step / warmup``.
+
+  A linear warm-up of the KL weight (Bowman et al. 2016) lets the decoder learn to use the
+  latents before the prior pulls every posterior onto it; the study trains at full weight
+  (``warmup = 0``). The step is the stage's own count from 1 (``batch["step"]``).
+  """
+  if not warmup:
+    return beta
+  if "step" not in batch:
+    raise ValueError("kl_warmup needs the training step: the batch has no 'step' entry "
+                     "(gsgen.steps puts it there; pass it when calling the loss directly).")
+  return beta * jnp.minimum(1.0, batch["step"] / warmup)
 
 
 def reparameterise(rng: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:

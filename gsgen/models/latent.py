@@ -47,7 +47,8 @@ class Decoder(nnx.Module):
     """Args:
       num_latents: z, the size of a latent code.
       out_channels: image channels (1 or 3).
-      rngs: parameter initialisation (PyTorch's defaults).
+      rngs: parameter initialisation (PyTorch's defaults; `gsgen.learners.vae.build`
+        re-initialises a VAE Kaiming-normal).
     """
     self.linear = init.torch_linear(num_latents, FEATURES, rngs=rngs)
     widths = (FEATURES,) + tuple(c for c, _, _ in DECONVS) + (out_channels,)

@@ -133,3 +133,26 @@ def torch_conv_transpose(in_features: int, out_features: int, kernel_size: int, 
                            strides=strides, padding=((pad, pad), (pad, pad)),
                            transpose_kernel=True, kernel_init=init, bias_init=init, rngs=rngs,
                            **kwargs)
+
+
+def kaiming_normal(module: nnx.Module, rngs: nnx.Rngs) -> nnx.Module:
+  """Re-initialises ``module`` in place as ``nn.init.kaiming_normal_`` (fan-in, ReLU gain)
+  on every weight with zero biases, and returns it.
+
+  Every ``nnx.Linear``, ``nnx.Conv`` and ``nnx.ConvTranspose`` kernel is redrawn from
+  N(0, 2 / fan_in), with PyTorch's fan-in: the product of all kernel axes but the last. That
+  is in_features (Linear), kh * kw * in_channels (Conv) and, for the transposed convolutions
+  of `torch_conv_transpose` (kernel ``[kh, kw, out, in]``), kh * kw * out_channels, the axis
+  PyTorch reads a transposed weight's fan-in from. Other parameters (normalisation scales and
+  offsets, PCL's coefficients) are left as they are.
+  """
+  for _, layer in nnx.iter_graph(module):
+    if not isinstance(layer, (nnx.Linear, nnx.Conv, nnx.ConvTranspose)):
+      continue
+    kernel = layer.kernel[...]
+    fan_in = math.prod(kernel.shape[:-1])
+    layer.kernel[...] = (jax.random.normal(rngs.params(), kernel.shape, kernel.dtype)
+                         * math.sqrt(2.0 / fan_in))
+    if layer.bias is not None:
+      layer.bias[...] = jnp.zeros_like(layer.bias[...])
+  return module
