@@ -17,6 +17,10 @@ Synopsis::
   conv = torch_init.torch_conv(3, 32, 4, strides=2, padding=1, rngs=nnx.Rngs(0))  # < 1/sqrt(48)
   deconv = torch_init.torch_conv_transpose(64, 32, 4, strides=2, padding=1, rngs=nnx.Rngs(0))
   torch_init.bound(48)                                           # 0.1443...
+  torch_init.kaiming_normal(model, nnx.Rngs(1))   # nn.init.kaiming_normal_ on every weight
+
+The VAEs of `gsgen.learners` start from ``kaiming_normal`` instead, as the public adaptation
+of the authors' code re-initialises them (docs/learners.md, "Initialisation").
 """
 
 from __future__ import annotations
