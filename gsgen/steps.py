@@ -42,6 +42,13 @@ def prepare_batch(batch: dict, spec, render) -> dict:
           "targets": spec.targets(idx)}
 
 
+def loss_inputs(batch: dict, step, key, spec, render) -> tuple[dict, jax.Array]:
+  """What a stage's loss gets at ``step``: the prepared batch with ``step`` added, and the
+  run's key folded with the step. The training step and the saved-state check both use it,
+  so a state's loss is checked on exactly the batch and random draws it was trained with."""
+  return {**prepare_batch(batch, spec, render), "step": step}, jax.random.fold_in(key, step)
+
+
 def make_train_step(graphdef, stage: learner_lib.Stage, spec, render, mesh, key):
   """The jitted step of a stage: ``(state, batch, step) -> (state, metrics)``, state donated.
 
@@ -55,8 +62,7 @@ def make_train_step(graphdef, stage: learner_lib.Stage, spec, render, mesh, key)
   def train_step(state, batch, step, key):
     model, optimizer = nnx.merge(graphdef, state)
     optim.train_mode(model, stage.optim)
-    batch = {**prepare_batch(batch, spec, render), "step": step}
-    rng = jax.random.fold_in(key, step)
+    batch, rng = loss_inputs(batch, step, key, spec, render)
 
     def loss_fn(model):
       return stage.learner.loss(model, batch, rng, **stage.options)
@@ -108,9 +114,8 @@ def make_state_loss(graphdef, stage: learner_lib.Stage, spec, render, key):
   def state_loss(state, batch, step, key):
     model, _ = nnx.merge(graphdef, state)
     optim.train_mode(model, stage.optim)
-    batch = {**prepare_batch(batch, spec, render), "step": step}
-    return stage.learner.loss(model, batch, jax.random.fold_in(key, step),
-                              **stage.options)[0]
+    batch, rng = loss_inputs(batch, step, key, spec, render)
+    return stage.learner.loss(model, batch, rng, **stage.options)[0]
 
   return jax.jit(_over_seeds(state_loss, key, (0, 0, None, 0)))
 
