@@ -15,7 +15,9 @@ step s takes positions ``[s * B, (s + 1) * B)`` of that endless sequence. A run 
 step s therefore sees exactly the batches an uninterrupted run sees, and the checkpoint only
 needs the step. Pair samplers (`gsgen.pairs`: ``locatello``, ``laplace``) take those points
 as the first images and draw each second point inside the train records from (seed, step):
-a batch of B pairs is ``factor_indices [B, 2, F]`` (and ``image [B, 2, H, W, C]``), 2B images.
+a batch of B pairs is ``factor_indices [B, 2, F]`` (and ``image [B, 2, H, W, C]``), 2B images;
+``laplace_negative`` adds PCL's negative, a third point drawn uniformly from the train
+records (``[B, 3, F]``, 3B images).
 
 Two kinds of source: procedural (the batch carries factor indices and the jitted renderer
 draws the images on the device that trains: no disk, no decode) and stored sources, prepared
@@ -185,14 +187,18 @@ class TrainBatches:
 
   def host_batch(self, step: int) -> dict[str, np.ndarray]:
     """This process's rows of the batch at ``step`` as numpy arrays: ``factor_indices``
-    ``[B, F]`` (pairs: ``[B, 2, F]``) and, for stored sources, uint8 ``image``."""
+    ``[B, F]`` (pairs: ``[B, 2, F]``; with negatives ``[B, 3, F]``) and, for stored sources,
+    uint8 ``image``."""
     train = self.source.train
     pos = train_positions(step, self.batch_size, len(train), self.seed)
     if self._pairs is not None:
       # The whole global batch's pairs, then this process's rows: the same pairs for any
       # number of processes.
       second = self._pairs.second(train.factor_indices[pos], step, self.seed)
-      pos = np.stack([pos, self._pairs.positions(second)], axis=1)
+      columns = [pos, self._pairs.positions(second)]
+      if self.sampler == "laplace_negative":
+        columns.append(self._pairs.negatives(len(pos), step, self.seed))
+      pos = np.stack(columns, axis=1)
     pos = pos[self._rows]
     batch = {"factor_indices": train.factor_indices[pos].astype(np.int32)}
     if train.images is not None:

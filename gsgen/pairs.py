@@ -1,12 +1,15 @@
 """Pairs of training points that share some factors: the data of the weakly supervised learners.
 
-Ada-GVAE sees pairs that differ in a few factors ("locatello", Locatello et al. 2020) and
-SlowVAE and PCL pairs of frames of a sparse, Laplace-distributed transition ("laplace",
-Klindt et al. 2021). The benchmark asks that training never touch a test point, not even as
-the second image of a pair, so the second point is built factor by factor from the values
-that keep it inside the train split given its other current factors (docs/learners.md). All of it
-is numpy on a boolean train mask over the grid; the random draws of a batch are a pure
-function of (seed, step), so a resumed run sees exactly the pairs of an uninterrupted one.
+Ada-GVAE sees pairs that differ in ``k`` factors ("locatello", Locatello et al. 2020) and
+SlowVAE and PCL pairs of frames of a sparse, truncated Laplace transition ("laplace",
+Klindt et al. 2021), each drawn as slow_disentanglement's ``scripts/dataset.py`` draws it.
+The benchmark asks that training never touch a test point, not even as the second image of
+a pair, so the second point is a draw of that transition *conditioned on lying in the train
+split*: proposals are rejected until one is a train point, and a row still without one
+after a few rounds is drawn from the exact conditional law over the grid (docs/learners.md).
+PCL's negatives are fresh uniform draws from the train records. The draws of a batch are a
+pure function of (seed, step), so a resumed run sees exactly the pairs of an uninterrupted
+one.
 
 Synopsis::
 
@@ -18,131 +21,82 @@ Synopsis::
   first = spec.factor_indices(np.flatnonzero(train)[:64])
   second = sampler.second(first, step=0, seed=0)    # [64, 5], inside the train split
   sampler.positions(second)                         # their rows in the train records
+  law = sampler.law(first[0])                       # [num_images]: the conditioned law
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from gsgen import specs as specs_lib
 
 # What the input pipeline draws per example, and the learner options each sampler reads.
+# "laplace_negative" adds a third point per example: PCL's negative, uniform over the train
+# records.
 SAMPLERS: dict[str, tuple[str, ...]] = {
     "single": (),
     "locatello": ("k",),
     "laplace": ("transition_rate",),
+    "laplace_negative": ("transition_rate",),
 }
-PAIR_SAMPLERS = ("locatello", "laplace")
-# Separates the pair draws from every other random stream of a run.
+PAIR_SAMPLERS = ("locatello", "laplace", "laplace_negative")
+# The factors the Laplace transition never moves, as slow_disentanglement's datasets mark
+# them (their ``categorical`` vectors): dSprites and Shapes3D shape, MPI3D object shape.
+# MPI3D's colours move like any other factor there, unlike `specs.DatasetSpec.categorical`.
+LAPLACE_FIXED: dict[str, tuple[str, ...]] = {
+    "dsprites": ("shape",),
+    "shapes3d": ("shape",),
+    "mpi3d": ("object_shape",),
+}
+# Separate the pair and negative draws from every other random stream of a run.
 _STREAM = 0x9A125
+_NEGATIVE_STREAM = 0x9A126
+# Rejection rounds and proposals per row per round before the exact draw takes over.
+_ROUNDS, _PROPOSALS = 4, 8
 
 
 def images_per_example(sampler: str) -> int:
-  """1 for single points, 2 for pairs (a batch of 64 pairs is 128 images)."""
-  return 2 if sampler in PAIR_SAMPLERS else 1
+  """1 for single points, 2 for pairs, 3 for pairs with a negative."""
+  return {"single": 1, "laplace_negative": 3}.get(sampler, 2)
 
 
-def available(train_mask: np.ndarray, spec: specs_lib.DatasetSpec, current: np.ndarray,
-              factor) -> np.ndarray:
-  """Which values of ``factor`` keep each point inside the train split, the others fixed.
+def laplace_table(size: int, rate: float) -> np.ndarray:
+  """``[size, size]``: row ``s`` the transition law of one factor from value ``s``.
 
-  Args:
-    train_mask: bool ``[num_images]`` over the flat grid of ``spec``.
-    spec: the factor grid.
-    current: ``[n, num_factors]`` factor indices.
-    factor: the factor to vary, one for all rows or ``[n]``, one per row.
-
-  Returns:
-    bool ``[n, max(spec.sizes)]``; False beyond each factor's size.
+  The Laplace density ``exp(-|v - s| / b)``, ``b = log(size) / rate``, on the factor's
+  values, normalised (slow_disentanglement's ``laplace.pdf`` over ``np.arange(size)``).
   """
-  sizes, strides = np.asarray(spec.sizes), np.asarray(spec.strides)
-  current = np.asarray(current, np.int64)
-  rows = np.arange(len(current))
-  factor = np.broadcast_to(np.asarray(factor, np.int64), rows.shape)
-  base = current @ strides - current[rows, factor] * strides[factor]
-  values = np.arange(sizes.max())[None, :]
-  inside = values < sizes[factor][:, None]
-  flat = base[:, None] + np.where(inside, values, 0) * strides[factor][:, None]
-  return inside & train_mask[flat]
+  v = np.arange(size)
+  w = np.exp(-np.abs(v[None, :] - v[:, None]) * (rate / math.log(size)))
+  return w / w.sum(1, keepdims=True)
 
 
-def locatello(first: np.ndarray, train_mask: np.ndarray, spec: specs_lib.DatasetSpec,
-              k: np.ndarray, order: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
-  """Second points that differ from ``first`` in up to ``k`` factors.
-
-  The factors are visited in ``order``; a factor with another value available (given the
-  point built so far) changes to one of them, chosen uniformly, until ``k`` have changed.
-  Factors with a single available value do not count.
-
-  Args:
-    first: ``[n, F]`` train points.
-    train_mask: bool ``[num_images]`` over the flat grid.
-    spec: the factor grid.
-    k: ``[n]`` changes wanted per pair.
-    order: ``[n, F]`` a permutation of the factors per pair.
-    uniforms: ``[n, F]`` in [0, 1): the draw of the value at each visit.
-
-  Returns:
-    int64 ``[n, F]``.
-  """
-  second = np.array(first, np.int64)
-  rows = np.arange(len(second))
-  changes = np.zeros(len(second), np.int64)
-  for t in range(spec.num_factors):
-    j = order[:, t]
-    current = second[rows, j]
-    other = available(train_mask, spec, second, j)
-    other[rows, current] = False
-    count = other.sum(1)
-    change = (changes < k) & (count > 0)
-    pick = np.minimum((uniforms[:, t] * count).astype(np.int64), np.maximum(count - 1, 0))
-    value = np.argmax(np.cumsum(other, 1) > pick[:, None], axis=1)
-    second[rows, j] = np.where(change, value, current)
-    changes += change
-  return second
+def _draw(cdf: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+  """Inverse-CDF draws: row i takes the first value whose cumulative weight exceeds
+  ``uniforms[i]`` times the row's total (a draw that rounds up to the total takes the last
+  value of positive weight)."""
+  total = cdf[:, -1:]
+  above = cdf > uniforms[:, None] * total
+  return np.where(above.any(1), np.argmax(above, axis=1), np.argmax(cdf >= total, axis=1))
 
 
-def laplace_weights(values: np.ndarray, centre: np.ndarray, size: int,
-                    rate: float) -> np.ndarray:
-  """The unnormalised Laplace density of ``values`` around ``centre``, scale log(size)/rate."""
-  return np.exp(-np.abs(values - centre) * (rate / np.log(size)))
+def _cumulative(table: np.ndarray) -> np.ndarray:
+  """Row-wise cumulative sums ending at exactly 1, so that counting the entries <= u, for u
+  in [0, 1), is an inverse-CDF draw that never runs past the last value."""
+  cdf = np.cumsum(table, axis=1)
+  cdf[:, -1] = 1.0
+  return cdf
 
 
-def laplace(first: np.ndarray, train_mask: np.ndarray, spec: specs_lib.DatasetSpec,
-            rate: float, uniforms: np.ndarray) -> np.ndarray:
-  """Second points of a sparse transition from ``first``.
-
-  Categorical factors stay; every other factor, in order, is redrawn from its available
-  values (given the point built so far) with probability proportional to a Laplace density
-  centred at the first point's value, scale ``log(size) / rate``. Nothing forces a change.
-
-  Args:
-    first: ``[n, F]`` train points.
-    train_mask: bool ``[num_images]`` over the flat grid.
-    spec: the factor grid.
-    rate: the transition's rate (larger: smaller steps).
-    uniforms: ``[n, F]`` in [0, 1): the draw of each factor's value.
-
-  Returns:
-    int64 ``[n, F]``.
-  """
-  second = np.array(first, np.int64)
-  for j, factor in enumerate(spec.factors):
-    size = factor.size
-    if factor.categorical or size < 2:
-      continue
-    ok = available(train_mask, spec, second, j)[:, :size]
-    weights = ok * laplace_weights(np.arange(size)[None, :], second[:, j:j + 1], size, rate)
-    cdf = np.cumsum(weights, 1)
-    above = cdf > uniforms[:, j:j + 1] * cdf[:, -1:]
-    # A draw that rounds up to the total takes the last available value.
-    last = size - 1 - np.argmax(ok[:, ::-1], axis=1)
-    second[:, j] = np.where(above.any(1), np.argmax(above, axis=1), last)
-  return second
+def _choose(weights: np.ndarray, u: float) -> int:
+  """One draw from unnormalised ``weights`` by a uniform ``u``."""
+  return int(_draw(np.cumsum(weights)[None, :], np.array([u]))[0])
 
 
 class PairSampler:
-  """Second points inside the train records, by step: `locatello` or `laplace`."""
+  """Second points (and negatives) inside the train records, by step."""
 
   def __init__(self, spec: specs_lib.DatasetSpec, train_factor_indices: np.ndarray,
                kind: str, options: dict | None = None):
@@ -150,7 +104,7 @@ class PairSampler:
       spec: the factor grid of the train records.
       train_factor_indices: ``[num_train, F]`` the train records; their set is the train
         mask (for published split files, exactly the files' train records).
-      kind: ``locatello`` or ``laplace``.
+      kind: ``locatello``, ``laplace`` or ``laplace_negative``.
       options: ``k`` (locatello: changes per pair, 0 for a uniform draw from 1 .. n - 1
         with n the factors of more than one value) or ``transition_rate`` (laplace).
 
@@ -168,7 +122,10 @@ class PairSampler:
     self.spec, self.kind = spec, kind
     self.k = int(options.get("k", 0))
     self.rate = float(options.get("transition_rate", 1.0))
-    active = sum(s > 1 for s in spec.sizes)
+    sizes = np.asarray(spec.sizes)
+    # Locatello's factors: every factor of more than one value (on a full grid, all).
+    self.changeable = np.flatnonzero(sizes > 1)
+    active = len(self.changeable)
     if not 0 <= self.k < max(active, 2):
       raise ValueError(f"k = {self.k} changed factors out of range: {spec.name} on grid "
                        f"{spec.sizes} has {active} factors of more than one value; choose "
@@ -176,10 +133,109 @@ class PairSampler:
     if not self.rate > 0:
       raise ValueError(f"transition_rate must be positive; got {self.rate}.")
     self._max_k = max(active - 1, 1)
+    fixed = LAPLACE_FIXED.get(spec.name, ())
+    self.moving = np.array([j for j, f in enumerate(spec.factors)
+                            if f.name not in fixed and f.size > 1], np.int64)
+    if kind != "locatello" and not len(self.moving):
+      raise ValueError(f"the Laplace transition of {spec.name} on grid {spec.sizes} has no "
+                       f"factor to move.")
+    self._tables = {j: laplace_table(spec.sizes[j], self.rate) for j in self.moving}
+    self._cdfs = {j: _cumulative(t) for j, t in self._tables.items()}
+    self._strides = np.asarray(spec.strides)
     flat = spec.flat_index(np.asarray(train_factor_indices))
+    self.num_train = len(flat)
     self._position = np.full(spec.num_images, -1, np.int64)
     self._position[flat] = np.arange(len(flat))
     self.train_mask = self._position >= 0
+
+  # --- the reference transitions (unconditioned proposals) ---------------------------------
+
+  def _propose_laplace(self, start: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """slow_disentanglement's ``truncated_laplace``: every moving factor drawn on its own;
+    if none moved, one moving factor, chosen uniformly, is drawn again with its own value
+    excluded."""
+    end = start.copy()
+    n = len(start)
+    u = rng.random((n, len(self.moving)))
+    for c, j in enumerate(self.moving):
+      end[:, j] = np.sum(self._cdfs[j][start[:, j]] <= u[:, c:c + 1], axis=1)
+    still = np.flatnonzero((end == start).all(1))
+    pick = self.moving[rng.integers(len(self.moving), size=len(still))]
+    u = rng.random(len(still))
+    for j in self.moving:
+      rows = still[pick == j]
+      weights = self._tables[j][start[rows, j]].copy()
+      weights[np.arange(len(rows)), start[rows, j]] = 0.0
+      end[rows, j] = _draw(np.cumsum(weights, 1), u[pick == j])
+    return end
+
+  def _propose_locatello(self, start: np.ndarray, k: np.ndarray,
+                         rng: np.random.Generator) -> np.ndarray:
+    """The "uniform" prior: ``k`` distinct factors chosen uniformly, each moved to another
+    of its values, uniformly."""
+    end = start.copy()
+    n, ch = len(start), self.changeable
+    rank = np.argsort(np.argsort(rng.random((n, len(ch))), axis=1), axis=1)
+    sizes = np.asarray(self.spec.sizes)[ch]
+    other = (rng.random((n, len(ch))) * (sizes - 1)).astype(np.int64)
+    other += other >= start[:, ch]
+    end[:, ch] = np.where(rank < k[:, None], other, start[:, ch])
+    return end
+
+  # --- the exact laws over the grid ----------------------------------------------------------
+
+  def law(self, start: np.ndarray, k: int | None = None) -> np.ndarray:
+    """The transition law from one point over the flat grid, before the train condition.
+
+    Args:
+      start: ``[F]`` factor indices.
+      k: locatello's number of changed factors (locatello only).
+
+    Returns:
+      float64 ``[num_images]`` summing to 1; 0 at ``start``.
+    """
+    spec, start = self.spec, np.asarray(start, np.int64)
+    grid = spec.all_factor_indices()
+    if self.kind == "locatello":
+      sizes = np.asarray(spec.sizes)
+      moved = grid[:, self.changeable] != start[self.changeable]
+      p = np.prod(np.where(moved, 1.0 / (sizes[self.changeable] - 1), 1.0), axis=1)
+      p = np.where(moved.sum(1) == k, p / math.comb(len(self.changeable), k), 0.0)
+      return p
+    fixed = np.setdiff1d(np.arange(spec.num_factors), self.moving)
+    same = (grid[:, fixed] == start[fixed]).all(1)
+    each = [self._tables[j][start[j]][grid[:, j]] for j in self.moving]
+    p = np.where(same, np.prod(each, axis=0), 0.0)
+    # The forced change: when no factor moved (probability `stay`), one of them, chosen
+    # uniformly, moves with its own value excluded.
+    stay = np.prod([self._tables[j][start[j], start[j]] for j in self.moving])
+    moved = grid[:, self.moving] != start[self.moving]
+    only = same & (moved.sum(1) == 1)
+    for c, j in enumerate(self.moving):
+      row = self._tables[j][start[j]]
+      one = only & moved[:, c]
+      p[one] += stay / len(self.moving) * row[grid[one, j]] / (1.0 - row[start[j]])
+    p[spec.flat_index(start)] = 0.0
+    return p
+
+  def _exact(self, start: np.ndarray, k: int | None, u: float) -> np.ndarray | None:
+    """One draw of the law conditioned on the train split, or None if it has no mass."""
+    p = self.law(start, k) * self.train_mask
+    if not p.sum() > 0:
+      return None
+    return self.spec.factor_indices(_choose(p, u))
+
+  def _locatello_exact(self, start: np.ndarray, k: int, u: float) -> np.ndarray:
+    """The exact draw at ``k`` changes, or at the nearest ``k`` the train split allows
+    (the smaller on a tie)."""
+    for kk in sorted(range(1, len(self.changeable) + 1), key=lambda c: (abs(c - k), c)):
+      end = self._exact(start, kk, u)
+      if end is not None:
+        return end
+    raise RuntimeError(f"no other train point of {self.spec.name} differs from "
+                       f"{start.tolist()} in any number of factors.")
+
+  # --- batches ---------------------------------------------------------------------------------
 
   def second(self, first: np.ndarray, step: int, seed: int) -> np.ndarray:
     """The second points of the pairs that start at ``first`` in the batch of ``step``.
@@ -191,17 +247,50 @@ class PairSampler:
       seed: the run's data seed.
 
     Returns:
-      int64 ``[n, F]``, every row inside the train records.
+      int64 ``[n, F]``, every row inside the train records and different from its first.
+
+    Raises:
+      RuntimeError: a first point from which no other train point can be reached.
     """
-    n, num_factors = np.shape(first)
+    first = np.asarray(first, np.int64)
+    n = len(first)
     rng = np.random.default_rng([seed, step, _STREAM])
-    uniforms = rng.random((n, num_factors))
-    if self.kind == "laplace":
-      return laplace(first, self.train_mask, self.spec, self.rate, uniforms)
-    k = (rng.integers(1, self._max_k + 1, size=n) if self.k == 0
-         else np.full(n, self.k, np.int64))
-    order = np.argsort(rng.random((n, num_factors)), axis=1)
-    return locatello(first, self.train_mask, self.spec, k, order, uniforms)
+    k = None
+    if self.kind == "locatello":
+      k = (rng.integers(1, self._max_k + 1, size=n) if self.k == 0
+           else np.full(n, self.k, np.int64))
+    out = np.empty_like(first)
+    pending = np.arange(n)
+    for _ in range(_ROUNDS):
+      if not len(pending):
+        break
+      rows = np.repeat(pending, _PROPOSALS)
+      if self.kind == "locatello":
+        cand = self._propose_locatello(first[rows], k[rows], rng)
+      else:
+        cand = self._propose_laplace(first[rows], rng)
+      ok = self.train_mask[cand @ self._strides].reshape(-1, _PROPOSALS)
+      hit = ok.any(1)
+      take = np.flatnonzero(hit) * _PROPOSALS + np.argmax(ok[hit], axis=1)
+      out[pending[hit]] = cand[take]
+      pending = pending[~hit]
+    for i in pending:
+      u = rng.random()
+      if self.kind == "locatello":
+        out[i] = self._locatello_exact(first[i], int(k[i]), u)
+      else:
+        end = self._exact(first[i], None, u)
+        if end is None:
+          raise RuntimeError(f"no other train point of {self.spec.name} is reachable from "
+                             f"{first[i].tolist()} by the Laplace transition.")
+        out[i] = end
+    return out
+
+  def negatives(self, n: int, step: int, seed: int) -> np.ndarray:
+    """Rows of ``n`` train records drawn uniformly for the batch of ``step`` (PCL's
+    negatives), on a stream of their own."""
+    return np.random.default_rng([seed, step, _NEGATIVE_STREAM]).integers(self.num_train,
+                                                                          size=n)
 
   def positions(self, factor_indices: np.ndarray) -> np.ndarray:
     """Rows of the train records holding ``factor_indices`` (``[..., F]``).
