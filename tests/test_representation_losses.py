@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from scipy import integrate
 from scipy import stats
 
@@ -156,9 +157,25 @@ def test_ada_gvae_shares_the_dimensions_below_the_midpoint_and_averages_them():
   np.testing.assert_allclose(m2, [[0.0, 0.05, 3.0], [0.0, 0.0, 0.0]], atol=1e-7)
   np.testing.assert_allclose(jnp.exp(l1), [[1.0, 1.0, 1.0], [2.5, 4.0, 1.0]], rtol=1e-6)
   np.testing.assert_allclose(jnp.exp(l2), [[1.0, 1.0, 1.0], [2.5, 4.0, 1.0]], rtol=1e-6)
-  # All divergences equal: every dimension is at the midpoint, so all are shared.
+  # All divergences equal: the bins are undefined (0 / 0) and every dimension is shared.
   same = ada_gvae.aggregate(jnp.zeros((1, 2, 3)), jnp.zeros((1, 2, 3)))[2]
   assert bool(same.all())
+
+
+def test_ada_gvae_counts_a_dimension_exactly_at_the_midpoint_as_not_shared():
+  """TF's histogram_fixed_width_bins, as disentanglement_lib bins the divergences: bin
+  floor(2 (d - min) / (max - min)) clipped to 0..1, so the midpoint is in the upper bin."""
+  d = jnp.array([[0.0, 1.0, 2.0, 0.5, 1.5], [3.0, 1.0, 2.0, 2.0, 1.0]])
+  np.testing.assert_array_equal(ada_gvae.shared(d), [[True, False, False, True, False],
+                                                     [False, True, False, False, True]])
+  # Unit variances and mean gaps 0, 1, 2 (d = 0, 1, 4: midpoint 2, so 0 and 1 are shared),
+  # then gaps 0, 2, 2 (d = 0, 4, 4: only the first).
+  mean = jnp.array([[[0.0, 0.0, 0.0], [0.0, 1.0, 2.0]], [[0.0, 0.0, 0.0], [0.0, 2.0, 2.0]]])
+  share = ada_gvae.aggregate(mean, jnp.zeros_like(mean))[2]
+  np.testing.assert_array_equal(share, [[True, True, False], [True, False, False]])
+  # d exactly at the midpoint of its pair's range is in the upper bin: not shared.
+  tie = ada_gvae.shared(jnp.array([[0.0, 2.0, 4.0]]))
+  np.testing.assert_array_equal(tie, [[True, False, False]])
 
 
 def test_ada_gvae_loss_is_per_image_and_per_pair():
@@ -176,7 +193,8 @@ def test_ada_gvae_loss_is_per_image_and_per_pair():
       images.reshape(4, 4, 4, 1), jnp.float32))))
   kl_per_image = [float(vae.gaussian_kl(jnp.asarray(m), jnp.full(2, EXACT)))
                   for m in aggregated]
-  kl = (kl_per_image[0] + kl_per_image[1] + kl_per_image[2] + kl_per_image[3]) / 2  # per pair
+  # disentanglement_lib averages the two images' KL terms: 0.5 * (KL1 + KL2), mean over pairs.
+  kl = (kl_per_image[0] + kl_per_image[1] + kl_per_image[2] + kl_per_image[3]) / 4
   assert float(aux["reconstruction"]) == pytest.approx(recon, rel=1e-5)
   assert float(aux["kl"]) == pytest.approx(kl, rel=1e-5)
   assert float(loss) == pytest.approx(recon + 2.0 * kl, rel=1e-5)
@@ -229,27 +247,87 @@ def test_slow_vae_loss_combines_per_image_and_per_pair_terms():
 
 
 class PCLStandIn:
-  """PCL's logit with set coefficients on set features."""
+  """PCL's BatchNorm, logit and coefficients on set encoder outputs (``raw``)."""
   logits = latent.PCL.logits
 
-  def __init__(self, features):
-    self.features = jnp.asarray(features, jnp.float32)
-    self.a, self.b = jnp.ones(1), -jnp.ones(1)
-    self.c, self.m = jnp.zeros(1), jnp.zeros(())
+  def __init__(self, raw, c=0.0, q=1.0):
+    self.features = jnp.asarray(raw, jnp.float32)
+    z = self.features.shape[-1]
+    self.norm = latent.BatchNorm(z)
+    self.a, self.b = nnx.Param(jnp.ones(z)), nnx.Param(-jnp.ones(z))
+    self.c, self.q, self.m = (nnx.Param(jnp.full(z, c)), nnx.Param(jnp.asarray(q)),
+                              nnx.Param(jnp.zeros(())))
 
-  def encode(self, x):
+  def raw(self, x):
     assert x.shape[0] == self.features.shape[0]
     return self.features
 
 
+def pcl_by_hand(raw, c, q, m=0.0):
+  """The official PCL forward in numpy: positives [x_t, x_(t-1)] and negatives
+  [x_t, x*] in one batch, BatchNorm (batch statistics, biased variance, eps 1e-5) over all
+  4B frames, r = -sum |h_t - h_other + c| + q sum h_t^2 + m, mean logistic loss."""
+  raw = np.asarray(raw, np.float64)
+  prev, t, neg = raw[:, 0], raw[:, 1], raw[:, 2]
+  frames = np.concatenate([t, prev, t, neg])
+  h = (frames - frames.mean(0)) / np.sqrt(frames.var(0) + 1e-5)
+  b = len(raw)
+  h_t, h_prev, h_t2, h_neg = h[:b], h[b:2 * b], h[2 * b:3 * b], h[3 * b:]
+  pos = -np.abs(h_t - h_prev + c).sum(1) + q * (h_t ** 2).sum(1) + m
+  negl = -np.abs(h_t2 - h_neg + c).sum(1) + q * (h_t2 ** 2).sum(1) + m
+  loss = np.mean(np.concatenate([np.logaddexp(0, -pos), np.logaddexp(0, negl)]))
+  accuracy = np.mean(np.concatenate([pos > 0, negl <= 0]))
+  return loss, accuracy
+
+
 def test_pcl_loss_on_hand_computed_pairs():
-  # Interleaved (x_{t-1}, x_t) features: pair 0 (0, 0.5), pair 1 (1, 2).
-  model = PCLStandIn([[0.0], [0.5], [1.0], [2.0]])
-  loss, aux = pcl.loss(model, {"image": jnp.zeros((2, 2, 4, 4, 1))}, jax.random.key(0),
-                       z=1, transition_rate=1.0)
-  # True pairs: -|0.5 - 0| + 0.25 = -0.25 and -|2 - 1| + 4 = 3. Negatives pair each x_t
-  # with the previous pair's x_{t-1} (rolled by one): -|0.5 - 1| + 0.25 = -0.25 and
-  # -|2 - 0| + 4 = 2. Cross-entropy: softplus(-l) for positives, softplus(l) for negatives.
-  expected = np.mean([softplus(0.25), softplus(-3.0), softplus(-0.25), softplus(2.0)])
-  assert float(loss) == pytest.approx(expected, rel=1e-6)
-  assert float(aux["accuracy"]) == pytest.approx(0.5)  # right: 3 and -0.25 (a negative)
+  # Frames [x_(t-1), x_t, x*] of two examples, z = 2.
+  raw = np.array([[[0.0, 1.0], [0.5, -1.0], [2.0, 0.0]],
+                  [[1.0, 0.5], [2.0, 2.0], [-1.0, 1.5]]])
+  model = PCLStandIn(raw.reshape(6, 2), c=0.3, q=0.7)
+  loss, aux = pcl.loss(model, {"image": jnp.zeros((2, 3, 4, 4, 1))}, jax.random.key(0),
+                       z=2, transition_rate=1.0)
+  expected, accuracy = pcl_by_hand(raw, 0.3, 0.7)
+  assert float(loss) == pytest.approx(expected, rel=1e-5)
+  assert float(aux["accuracy"]) == pytest.approx(accuracy)
+  # The BatchNorm was in training mode: its running statistics moved (momentum 0.1, the
+  # unbiased variance of the 8 frames).
+  frames = np.concatenate([raw[:, 1], raw[:, 0], raw[:, 1], raw[:, 2]])
+  np.testing.assert_allclose(model.norm.mean[...], 0.1 * frames.mean(0), rtol=1e-5)
+  np.testing.assert_allclose(model.norm.var[...], 0.9 + 0.1 * frames.var(0, ddof=1),
+                             rtol=1e-5)
+  with pytest.raises(ValueError, match="three frames"):
+    pcl.loss(model, {"image": jnp.zeros((3, 2, 4, 4, 1))}, jax.random.key(0))
+
+
+def test_pcl_loss_equals_the_official_pytorch_forward_on_the_same_features():
+  """The reference's Net head (BatchNorm1d, grouped Conv1d w with a bias, learnable scalar a,
+  m) on the same encoder outputs and coefficients, in PyTorch."""
+  torch = pytest.importorskip("torch")
+  rng = np.random.default_rng(4)
+  b, z = 16, 10
+  raw = rng.normal(size=(b, 3, z)).astype(np.float32)
+  model = PCLStandIn(raw.reshape(-1, z))
+  model.c[...] = jnp.asarray(rng.uniform(-0.7, 0.7, z), jnp.float32)
+  model.q[...] = jnp.asarray(0.4)
+  model.m[...] = jnp.asarray(-0.2)
+  loss, _ = pcl.loss(model, {"image": jnp.zeros((b, 3, 4, 4, 1))}, jax.random.key(0))
+  bn = torch.nn.BatchNorm1d(z)
+  w = torch.nn.Conv1d(z, z, kernel_size=2, groups=z)
+  with torch.no_grad():
+    w.weight[:, :, 0] = 1.0
+    w.weight[:, :, 1] = -1.0
+    w.bias[:] = torch.tensor(np.asarray(model.c[...]))
+  a, m = torch.tensor([0.4]), torch.tensor([-0.2])
+  x = torch.tensor(raw)
+  pos = torch.stack([x[:, 1], x[:, 0]], 1)           # [x_t, x_(t-1)]
+  neg = torch.stack([x[:, 1], x[:, 2]], 1)           # [x_t, x*]
+  h = bn(torch.cat([pos, neg]).reshape(-1, z)).reshape(2 * b, 2, z)
+  q = torch.sum(torch.abs(w(h.permute(0, 2, 1))), dim=[1, 2])
+  logits = -q + a * torch.sum(h[:, 0] ** 2, dim=1) + m
+  labels = torch.cat([torch.ones(b), torch.zeros(b)])
+  expected = torch.nn.BCEWithLogitsLoss()(logits, labels).detach()
+  assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+  np.testing.assert_allclose(model.norm.mean[...], bn.running_mean.numpy(), rtol=1e-5,
+                             atol=1e-7)
+  np.testing.assert_allclose(model.norm.var[...], bn.running_var.numpy(), rtol=1e-5)
