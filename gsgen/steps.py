@@ -70,6 +70,8 @@ def make_train_step(graphdef, stage: learner_lib.Stage, spec, render, mesh, key)
     (loss, aux), grads = nnx.value_and_grad(
         loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)
     optimizer.update(model, grads)
+    if stage.learner.constrain is not None:
+      stage.learner.constrain(model)
     metrics = {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads),
                "param_norm": optax.tree.norm(nnx.state(model, nnx.Param))}
     return nnx.state((model, optimizer)), metrics

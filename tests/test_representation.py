@@ -87,6 +87,32 @@ def test_beta_vae_learns_reads_out_a_frozen_encoder_and_draws_pictures(tmp_path)
       np.asarray(images, np.float32) / 255.0)[0]), rtol=1e-5, atol=1e-6)
 
 
+def test_pcl_steps_clamp_its_coefficient_and_move_its_batch_statistics():
+  """Inside the jitted step, after the update: q is clamped at >= 0 (the reference's
+  ``model.a.data.clamp(min=0)``), and the BatchNorm on h trains on batch statistics."""
+  from gsgen import input_pipeline, sharding, steps
+  from gsgen.learners import learner as learner_lib
+  from gsgen.learners import pcl
+  config = get_config("dataset=dsprites,split=random,learner=pcl,preset=smoke")
+  stage = learner_lib.stages(pcl.LEARNER, config)[0]
+  source = input_pipeline.make_source("dsprites", "random", grid_sizes=tuple(config.data.grid))
+  mesh = sharding.make_mesh()
+  graphdef, state, _ = train.create_state(config, stage, source.spec, mesh, nnx.Rngs(0))
+  model, optimizer = nnx.merge(graphdef, state)
+  model.q[...] = -0.5
+  before = np.asarray(model.norm.var[...])
+  graphdef, state = nnx.split((model, optimizer))
+  step = steps.make_train_step(graphdef, stage, source.spec, procedural.renderer(source.spec),
+                               mesh, jax.random.key(0))
+  batches = input_pipeline.TrainBatches(source, 16, seed=0, mesh=mesh,
+                                        sampler=stage.learner.sampler)
+  assert np.asarray(batches.get(0)["factor_indices"]).shape == (16, 3, 5)
+  state, metrics = step(state, batches.get(0), 1)
+  model, _ = nnx.merge(graphdef, state)
+  assert float(model.q[...]) == 0.0 and np.isfinite(float(metrics["loss"]))
+  assert not np.array_equal(np.asarray(model.norm.var[...]), before)
+
+
 @pytest.mark.parametrize("learner,dataset", [("slow_vae", "dsprites"), ("pcl", "mpi3d")])
 def test_pair_learners_train_and_read_out(learner, dataset, tmp_path):
   config = get_config(f"dataset={dataset},split=extrapolation,learner={learner},preset=smoke")

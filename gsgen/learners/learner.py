@@ -15,7 +15,8 @@ factors (a representation learner), or any learner when ``config.readout.steps >
 followed by a readout stage on its frozen ``encode()`` (`gsgen.learners.readout`). A batch
 reaches ``loss`` as a dict:
 ``image`` float32 in [0, 1] (``[B, H, W, C]`` for single points, ``[B, 2, H, W, C]`` for
-pairs), ``factor_indices`` (``[B, F]`` or ``[B, 2, F]``), ``targets`` (normalised factor
+pairs, ``[B, 3, H, W, C]`` for pairs with a negative), ``factor_indices`` (``[B, F]`` or
+``[B, n, F]``), ``targets`` (normalised factor
 indices of the same leading shape) and ``step`` (the stage's own step count, from 1). ``rng``
 is the run's key folded with the step number, so a resumed run draws exactly the random
 numbers of an uninterrupted one.
@@ -74,6 +75,8 @@ class Learner:
     on_end: called once at the end of a run, on the primary process, with the final model;
       writes pictures or other files into the workdir and returns their names (recorded in
       the results under ``files``).
+    constrain: called on the model inside the training step after every update, to project
+      parameters back into their range (PCL clamps its coefficient at >= 0); None for none.
   """
   name: str
   build: BuildFn
@@ -84,6 +87,7 @@ class Learner:
   options: dict = dataclasses.field(default_factory=dict)
   check: CheckFn | None = None
   on_end: OnEndFn | None = None
+  constrain: Callable[[nnx.Module], None] | None = None
 
   def __post_init__(self):
     if self.sampler not in SAMPLERS:

@@ -1,10 +1,14 @@
 """Permutation-contrastive learning (Hyvärinen and Morioka 2017): features that tell true
-temporal pairs from shuffled ones.
+temporal pairs from pairs with a random frame, as the authors' official code trains them.
 
-PCL has no decoder: a logistic regression on the features of the two frames of a pair
-(``latent.PCL.logits``) is trained to call the true pairs of the "laplace" sampler
-(`gsgen.pairs`) positive and the pairs of each second frame with the batch's first frames
-rolled by one negative. The representation is the encoder's first ``z`` outputs.
+PCL has no decoder: a logistic regression on the features of two frames
+(``latent.PCL.logits``) is trained to call the true pairs ``(x_t, x_{t-1})`` of the Laplace
+transition positive and the pairs ``(x_t, x*)`` negative, ``x*`` a fresh uniform draw from
+the train split (the "laplace_negative" sampler of `gsgen.pairs`: each example is
+``[x_{t-1}, x_t, x*]``). The features pass through a BatchNorm whose statistics are taken, as
+the reference's single forward pass takes them, over the frames of the positive and the
+negative pairs together (``x_t`` twice). After every update the coefficient ``q`` of
+``sum h(x_t)^2`` is clamped at >= 0 (``latent.PCL.constrain``).
 
 Synopsis::
 
@@ -32,22 +36,32 @@ OPTIONS = {"z": 10, "transition_rate": 1.0}
 def build(config, spec, rngs: nnx.Rngs) -> latent.PCL:
   """``config.model`` with a ``2 * z`` head (the VAE encoder), read out on its first ``z``."""
   z = config.learner_kwargs.z
-  return latent.PCL(vae.encoder(config, spec, rngs, 2 * z), z)
+  return latent.PCL(vae.encoder(config, spec, rngs, 2 * z), z, rngs=rngs)
 
 
 def loss(model: latent.PCL, batch: dict, rng: jax.Array, **unused) -> tuple[jax.Array, dict]:
-  """Logistic loss of true pairs against pairs with the first frames rolled by one."""
+  """Logistic loss of the true pairs against the pairs with a random frame."""
   del rng, unused  # z shapes the model, transition_rate the sampler
-  h = model.encode(vae.pairs_to_images(batch["image"]))
-  h = h.reshape(h.shape[0] // 2, 2, -1)
-  h_prev, h_t = h[:, 0], h[:, 1]
-  logits = jnp.concatenate([model.logits(h_t, h_prev),
-                            model.logits(h_t, jnp.roll(h_prev, 1, axis=0))])
-  labels = jnp.concatenate([jnp.ones(h.shape[0]), jnp.zeros(h.shape[0])])
+  images = batch["image"]
+  if images.shape[1] != 3:
+    raise ValueError(f"PCL takes examples of three frames [x_(t-1), x_t, negative]; got "
+                     f"{images.shape[1]} (the 'laplace_negative' sampler draws them).")
+  raw = model.raw(images.reshape((-1,) + images.shape[2:]))
+  raw = raw.reshape(images.shape[0], 3, -1)
+  x_prev, x_t, x_neg = raw[:, 0], raw[:, 1], raw[:, 2]
+  h = model.norm(jnp.concatenate([x_t, x_prev, x_t, x_neg]))
+  h_t, h_prev, h_t_again, h_neg = jnp.split(h, 4)
+  logits = jnp.concatenate([model.logits(h_t, h_prev), model.logits(h_t_again, h_neg)])
+  labels = jnp.concatenate([jnp.ones(images.shape[0]), jnp.zeros(images.shape[0])])
   value = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels))
   accuracy = jnp.mean(((logits > 0) == (labels > 0.5)).astype(jnp.float32))
   return value, {"accuracy": accuracy}
 
 
-LEARNER = learner_lib.Learner(name="pcl", build=build, loss=loss, sampler="laplace",
-                              options=OPTIONS, check=vae.check)
+def constrain(model: latent.PCL) -> None:
+  """After each update: ``q >= 0``."""
+  model.constrain()
+
+
+LEARNER = learner_lib.Learner(name="pcl", build=build, loss=loss, sampler="laplace_negative",
+                              options=OPTIONS, check=vae.check, constrain=constrain)

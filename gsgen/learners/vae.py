@@ -62,10 +62,11 @@ def encoder(config, spec, rngs: nnx.Rngs, num_outputs: int) -> nnx.Module:
 
 
 def build(config, spec, rngs: nnx.Rngs) -> latent.VAE:
-  """The VAE: ``config.model`` with a ``2 * z`` head, and the mirrored decoder, every weight
-  Kaiming-normal and every bias zero (`torch_init.kaiming_normal`).
+  """The VAE: ``config.model`` with a ``2 * z`` head, and the mirrored decoder, initialised as
+  slow_disentanglement's model: Linear and Conv weights Kaiming-normal with zero biases
+  (`torch_init.kaiming_normal`), the transposed convolutions at PyTorch's defaults.
 
-  Under PyTorch's default initialisation the posterior means of different images differ by
+  Under PyTorch's defaults everywhere the posterior means of different images differ by
   about 1e-3 against a sampling noise of 1, so the decoder cannot tell images apart and the
   VAEs sat on the prior for hundreds of steps (docs/learners.md, "Initialisation").
   """

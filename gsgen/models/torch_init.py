@@ -17,10 +17,10 @@ Synopsis::
   conv = torch_init.torch_conv(3, 32, 4, strides=2, padding=1, rngs=nnx.Rngs(0))  # < 1/sqrt(48)
   deconv = torch_init.torch_conv_transpose(64, 32, 4, strides=2, padding=1, rngs=nnx.Rngs(0))
   torch_init.bound(48)                                           # 0.1443...
-  torch_init.kaiming_normal(model, nnx.Rngs(1))   # nn.init.kaiming_normal_ on every weight
+  torch_init.kaiming_normal(model, nnx.Rngs(1))   # Linear and Conv weights, zero biases
 
-The VAEs of `gsgen.learners` start from ``kaiming_normal`` instead, as the public adaptation
-of the authors' code re-initialises them (docs/learners.md, "Initialisation").
+The VAEs of `gsgen.learners` re-initialise their Linear and Conv layers with
+``kaiming_normal``, as slow_disentanglement's model does (docs/learners.md, "Initialisation").
 """
 
 from __future__ import annotations
@@ -140,18 +140,18 @@ def torch_conv_transpose(in_features: int, out_features: int, kernel_size: int, 
 
 
 def kaiming_normal(module: nnx.Module, rngs: nnx.Rngs) -> nnx.Module:
-  """Re-initialises ``module`` in place as ``nn.init.kaiming_normal_`` (fan-in, ReLU gain)
-  on every weight with zero biases, and returns it.
+  """Re-initialises ``module`` in place as slow_disentanglement's ``kaiming_init``: every
+  ``nnx.Linear`` and ``nnx.Conv`` weight from ``nn.init.kaiming_normal_`` (fan-in, ReLU gain),
+  N(0, 2 / fan_in) with PyTorch's fan-in (the product of all kernel axes but the last:
+  in_features, or kh * kw * in_channels), and its bias zero; returns it.
 
-  Every ``nnx.Linear``, ``nnx.Conv`` and ``nnx.ConvTranspose`` kernel is redrawn from
-  N(0, 2 / fan_in), with PyTorch's fan-in: the product of all kernel axes but the last. That
-  is in_features (Linear), kh * kw * in_channels (Conv) and, for the transposed convolutions
-  of `torch_conv_transpose` (kernel ``[kh, kw, out, in]``), kh * kw * out_channels, the axis
-  PyTorch reads a transposed weight's fan-in from. Other parameters (normalisation scales and
-  offsets, PCL's coefficients) are left as they are.
+  Transposed convolutions keep their initialisation: PyTorch's ``ConvTranspose2d`` is not a
+  ``Conv2d``, so the reference's ``isinstance`` test passes them over and they keep PyTorch's
+  defaults (`torch_conv_transpose`). Other parameters (normalisation scales and offsets,
+  PCL's coefficients) are left as they are too.
   """
   for _, layer in nnx.iter_graph(module):
-    if not isinstance(layer, (nnx.Linear, nnx.Conv, nnx.ConvTranspose)):
+    if not isinstance(layer, (nnx.Linear, nnx.Conv)):
       continue
     kernel = layer.kernel[...]
     fan_in = math.prod(kernel.shape[:-1])
