@@ -3,11 +3,15 @@ fields, durable logs, only finite states saved, and every mistake caught before 
 
 import json
 import logging
+import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import jax
+import numpy as np
 import pytest
 
 from gsgen import train
@@ -32,6 +36,34 @@ def launch(workdir, *overrides, arg=SMOKE):
   argv = [sys.executable, "-m", "gsgen.main", f"--config=benchmark:{arg}",
           "--config.progress=False", f"--workdir={workdir}", *overrides]
   return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def logged(path, lines):
+  """Whether the metric log at ``path`` has at least ``lines`` lines."""
+  return path.exists() and path.read_text().count("\n") >= lines
+
+
+def final_state(workdir):
+  """``(step, state)`` of the newest checkpoint in ``workdir``."""
+  from gsgen import checkpoint  # pylint: disable=g-import-not-at-top
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), 1, create=False)
+  step = ckpt.latest_step()
+  state, _ = ckpt.read(step)
+  ckpt.close()
+  return step, state
+
+
+# Long enough that a signal lands mid-run on a loaded machine (a smoke step takes about
+# 0.15 s on 2 cores with 8 fake devices), short enough for seconds per run.
+INTERRUPTED = ("--config.train.steps=40", "--config.train.log_every=1",
+               "--config.train.checkpoint_every=1000")
+GRACE_SECONDS = 30  # what a scheduler gives (Kubernetes' default, SLURM's KillWait)
+
+
+def interrupted_config():
+  config = get_config()
+  config.train.steps, config.train.log_every, config.train.checkpoint_every = 40, 1, 1000
+  return config
 
 
 def wait_for(predicate, proc, timeout=300):
@@ -207,3 +239,49 @@ def test_the_launcher_prints_user_errors_without_a_traceback(tmp_path):
   assert "error: config.train.batch_size must be an integer >= 1; got 0." in err
   assert "Traceback" not in err
   assert not (tmp_path / "run").exists()
+
+
+def test_sigterm_saves_the_step_reached_and_the_resumed_run_equals_an_uninterrupted_one(
+    tmp_path):
+  run = launch(tmp_path / "parts", *INTERRUPTED)
+  wait_for(lambda: logged(tmp_path / "parts" / "metrics.jsonl", 3), run)
+  sent = time.time()
+  run.send_signal(signal.SIGTERM)
+  out, err = run.communicate(timeout=GRACE_SECONDS)
+  assert time.time() - sent < GRACE_SECONDS
+  assert run.returncode == 143, err  # 128 + SIGTERM: schedulers requeue on it
+  assert "Traceback" not in err and not out
+  [line] = [l for l in err.splitlines() if "stopped by" in l]
+  found = re.fullmatch(r"stopped by SIGTERM: saved a checkpoint of step (\d+) of 40; resume "
+                       r"with: python -m gsgen\.main (.*)", line)
+  assert found, line
+  step = int(found[1])
+  assert 3 <= step < 40 and f"--workdir={tmp_path / 'parts'}" in found[2]
+  assert final_state(tmp_path / "parts")[0] == step  # checkpoint_every=1000: saved on the signal
+  assert rows(tmp_path / "parts")[-1]["step"] == step
+  resumed = train.train_and_evaluate(interrupted_config(), str(tmp_path / "parts"))
+  whole = train.train_and_evaluate(interrupted_config(), str(tmp_path / "whole"))
+  (step_a, state_a), (step_b, state_b) = (final_state(tmp_path / "parts"),
+                                          final_state(tmp_path / "whole"))
+  assert step_a == step_b == 40
+  jax.tree.map(np.testing.assert_array_equal, state_a, state_b)
+  assert resumed["test"] == whole["test"]
+  assert [r["loss"] for r in rows(tmp_path / "parts")] == [r["loss"] for r in
+                                                         rows(tmp_path / "whole")]
+
+
+def test_sigint_during_training_saves_and_a_second_signal_stops_at_once(tmp_path):
+  run = launch(tmp_path, "--config.train.steps=100000", "--config.train.log_every=1",
+               "--config.train.checkpoint_every=1000")
+  wait_for(lambda: logged(tmp_path / "metrics.jsonl", 2), run)
+  run.send_signal(signal.SIGINT)
+  out, err = run.communicate(timeout=GRACE_SECONDS)
+  assert run.returncode == 130 and "Traceback" not in err, err
+  assert re.search(r"stopped by SIGINT: saved a checkpoint of step \d+ of 100000; resume", err)
+  # A second signal while the first is being handled: the process ends at once.
+  with workdir_lib.stop_signals() as stop:
+    os.kill(os.getpid(), signal.SIGINT)
+    assert stop.signum == signal.SIGINT
+    with pytest.raises(KeyboardInterrupt):  # Python's own SIGINT handler, as without us
+      os.kill(os.getpid(), signal.SIGINT)
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -2,6 +2,7 @@
 finished study, a partial report; and what identifies a cell."""
 
 import csv
+import json
 import dataclasses
 import os
 import shutil
@@ -152,3 +153,50 @@ def test_seeds_of_a_cell_train_as_replicas_of_one_program(tmp_path):
       "test.rsquared"]
   assert runner.run(study, str(tmp_path / "run"), seeds_per_program=2,
                     print_fn=lines.append)["done"] == []
+
+
+def test_sigterm_stops_two_running_cells_at_saved_steps_and_the_rerun_equals_a_whole_study(
+    tmp_path):
+  """Two cells running at once; SIGTERM to the runner reaches both, each saves its step, the
+  runner names where each stopped and exits 143; the rerun finishes both, bitwise equal to an
+  uninterrupted study."""
+  from test_run_safety import final_state  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  (tmp_path / "two.py").write_text(
+      'STUDY = {"name": "two", "preset": "smoke", "datasets": ("dsprites",), '
+      '"splits": ("random", "extrapolation"), "seeds": (0,), '
+      '"approaches": {"cnn": {"model": "cnn"}}, "overrides": {"train.steps": 40, '
+      '"train.log_every": 1, "train.checkpoint_every": 1000}}\n')
+  study = study_lib.load(str(tmp_path / "two.py"))
+  parts = tmp_path / "parts"
+  proc = subprocess.Popen([sys.executable, "-m", "gsgen.study", "run",
+                           f"--study={tmp_path / 'two.py'}", f"--workdir={parts}", "--jobs=2",
+                           "--no_report", "--grace_seconds=30"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  logs = [parts / c.name / "metrics.jsonl" for c in study.cells()]
+  start = time.time()
+  while not all(p.exists() and p.read_text().count("\n") >= 3 for p in logs):
+    assert proc.poll() is None and time.time() - start < 300, proc.communicate()
+    time.sleep(0.2)
+  sent = time.time()
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=60)
+  assert time.time() - sent < 35
+  assert proc.returncode == 143, out
+  assert "Traceback" not in out
+  for cell in study.cells():
+    step = runner.saved_step(str(parts / cell.name))
+    assert 3 <= step < 40, out
+    assert f"stopped {cell.name} at step {step} (exit 143)" in out
+    assert not (parts / cell.name / "results.json").exists()
+  assert runner.run(study, str(parts), jobs=2, print_fn=lambda _: None)["failed"] == {}
+  runner.run(study, str(tmp_path / "whole"), jobs=2, print_fn=lambda _: None)
+  for cell in study.cells():
+    (step_a, a), (step_b, b) = (final_state(parts / cell.name),
+                                final_state(tmp_path / "whole" / cell.name))
+    assert step_a == step_b == 40
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    results = [json.loads((d / cell.name / "results.json").read_text())
+               for d in (parts, tmp_path / "whole")]
+    assert results[0]["test"] == results[1]["test"]
