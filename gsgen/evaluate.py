@@ -356,9 +356,70 @@ def check_images(batch, spec: specs_lib.DatasetSpec) -> np.ndarray:
   return batch
 
 
+def image_source(images, spec: specs_lib.DatasetSpec,
+                 image_indices: np.ndarray | None = None) -> Callable[[np.ndarray], np.ndarray]:
+  """``flat_indices -> checked uint8 images`` from what a user passes as ``images``.
+
+  Args:
+    images: the whole grid's images by flat index (array-like), the images of the flat
+      indices ``image_indices`` in that order (array-like), or a function ``flat_indices ->
+      images``.
+    spec: the dataset.
+    image_indices: with an array of some points' images (a test part's, say): their flat
+      indices.
+
+  Returns:
+    The function; each call checks the count, dtype and shape of what it returns.
+
+  Raises:
+    ValueError: an array whose length is neither the grid's nor that of ``image_indices``
+      (naming both, and how to pass a part's images); later calls: a function returning the
+      wrong number of images, or a flat index missing from ``image_indices``.
+  """
+  if callable(images):
+    if image_indices is not None:
+      raise ValueError("image_indices goes with an array of images, not a function; the "
+                       "function itself maps flat indices to images.")
+    get, what = images, "the images function"
+  elif image_indices is None:
+    if len(images) != spec.num_images:
+      raise ValueError(
+          f"images holds {len(images):,} images, the {spec.name} grid {spec.num_images:,}: "
+          f"pass the whole grid's images by flat index, or an array of some points' images "
+          f"with their flat indices, e.g. for the test part's images in ascending flat order: "
+          f"image_indices=gsgen.splits.indices(dataset, split, 'test').")
+    get, what = (lambda idx: images[idx]), "images[flat_indices]"
+  else:
+    flat = np.asarray(image_indices, np.int64)
+    if len(flat) != len(images):
+      raise ValueError(f"images holds {len(images):,} images but image_indices "
+                       f"{len(flat):,} flat indices; they must pair up one to one.")
+    order = np.argsort(flat, kind="stable")
+
+    def get(idx):
+      at = np.minimum(np.searchsorted(flat, idx, sorter=order), len(flat) - 1)
+      found = order[at]
+      if np.any(flat[found] != idx):
+        missing = np.asarray(idx)[flat[found] != idx][0]
+        raise ValueError(f"flat index {missing} is to be scored but is not among "
+                         f"image_indices; pass the images of every point of the part.")
+      return images[found]
+    what = "images[positions of image_indices]"
+
+  def fetch(idx):
+    batch = get(idx)
+    if len(batch) != len(idx):
+      raise ValueError(f"{what} returned {len(batch)} images for {len(idx)} flat indices; "
+                       f"it must return one image per index, in their order.")
+    return check_images(batch, spec)
+
+  return fetch
+
+
 def evaluate_model(predict_fn: Callable[[np.ndarray], np.ndarray], dataset, split: str,
                    images, *, part: str = "test", batch_size: int = 256,
-                   progress: bool = True, indices: np.ndarray | None = None) -> dict:
+                   progress: bool = True, indices: np.ndarray | None = None,
+                   image_indices: np.ndarray | None = None) -> dict:
   """Scores a model on a split.
 
   Args:
@@ -367,12 +428,14 @@ def evaluate_model(predict_fn: Callable[[np.ndarray], np.ndarray], dataset, spli
       ``batch_size`` images (the last batch is padded), so a compiled model never recompiles.
     dataset: dataset name or `specs.DatasetSpec`.
     split: one of `splits.SPLITS`.
-    images: uint8 images by flat grid index: an array-like supporting ``images[index_array]``
-      or a function ``flat_indices -> images``.
+    images: uint8 images by flat grid index: an array-like of the whole grid supporting
+      ``images[index_array]``, or a function ``flat_indices -> images``; or an array of
+      some points' images (a test part's) with their flat indices as ``image_indices``.
     part: ``test`` (default), ``train`` or ``all`` (the full grid).
     batch_size: images per call of ``predict_fn``.
     progress: show a progress bar.
     indices: optional flat indices to evaluate (defaults to the whole part).
+    image_indices: the flat index of each image when ``images`` is not the whole grid.
 
   Returns:
     Dict with ``rsquared_<factor>``, ``mse_<factor>``, ``rsquared``, ``mse``,
@@ -385,17 +448,18 @@ def evaluate_model(predict_fn: Callable[[np.ndarray], np.ndarray], dataset, spli
     and every factor's R².
 
   Raises:
-    ValueError: images of the wrong dtype, shape or value range (see `check_images`).
+    ValueError: images of the wrong count, dtype, shape or value range (see `image_source`
+      and `check_images`).
   """
   spec = specs_lib.get(dataset)
   acc = Accumulator(spec, split, part)
   if indices is None:
     indices = (np.arange(spec.num_images) if part == "all"
                else splits_lib.indices(spec, split, part))
-  source = images if callable(images) else (lambda idx: images[idx])
+  source = image_source(images, spec, image_indices)
 
   def fetch(idx):
-    return check_images(source(idx), spec).astype(np.float32) / 255.0
+    return source(idx).astype(np.float32) / 255.0
 
   def predict(batch):
     return np.asarray(predict_fn(batch))
