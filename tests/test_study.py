@@ -7,6 +7,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -54,6 +55,35 @@ def test_the_smoke_study_runs_end_to_end_with_local_workers(finished):
   cell = os.path.join(workdir, SMOKE.cells()[0].name, "tensorboard")
   assert any(b"test/rsquared" in open(os.path.join(cell, f), "rb").read()
              for f in os.listdir(cell))
+
+
+def modes(folder):
+  """``{path: mode}`` of every file and folder under ``folder``."""
+  out = {}
+  for root, dirs, files in os.walk(folder):
+    for name in dirs + files:
+      path = os.path.join(root, name)
+      out[os.path.relpath(path, folder)] = stat.S_IMODE(os.lstat(path).st_mode)
+  return out
+
+
+def test_everything_a_study_and_its_runs_write_has_the_modes_of_the_umask(finished):
+  """Results are for collaborators too: no file is private to its writer (mkstemp's 0600
+  was the default of the atomically written ones)."""
+  workdir, _, _ = finished
+  umask = os.umask(0o022)
+  os.umask(umask)
+  written = modes(workdir)
+  names = {os.path.basename(p) for p in written}
+  for name in ("study.json", "results.csv", "leaderboard.md", "claims.md", "results.json",
+               "config.json", "metrics.jsonl", "log.txt", "run.lock", "figures"):
+    assert name in names, name
+  wrong = {p: oct(m) for p, m in written.items()
+           if m != (0o777 if os.path.isdir(os.path.join(workdir, p)) else 0o666) & ~umask
+           and p.split(os.sep)[-1] != "run.lock"}
+  assert not wrong, wrong
+  # The lock holds only a pid and a host; it is created 0644 (before the umask).
+  assert all(m == 0o644 & ~umask for p, m in written.items() if p.endswith("run.lock"))
 
 
 def test_a_second_run_does_nothing_and_says_so(finished):
