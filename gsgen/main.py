@@ -16,7 +16,6 @@ the step the run reached, prints one line with the command that resumes it and e
 128 + the signal number (143 for SIGTERM, which schedulers requeue on; 130 for SIGINT).
 """
 
-import difflib
 import importlib.util
 import os
 import shlex
@@ -105,16 +104,11 @@ def load_config(arg: str) -> ml_collections.ConfigDict:
     raise CommandLineError(f"--config: {e}") from None
 
 
-def _closest(name: str, names) -> str:
-  close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.5)
-  return f"did you mean {close[0]!r}? " if close else ""
-
-
 def check_overrides(config: ml_collections.ConfigDict, argv: list[str]) -> None:
   """Checks every ``--config.<field>=<value>`` of ``argv`` against ``config``.
 
   ml_collections would find the same mistakes, as a traceback; this names the field, the
-  names it could be and the type it takes.
+  names it could be and the type it takes (`gsgen.configs.check_override`).
 
   Raises:
     CommandLineError: an unknown field (at any level), a section given a value, or a value
@@ -125,50 +119,12 @@ def check_overrides(config: ml_collections.ConfigDict, argv: list[str]) -> None:
     if not (arg.startswith("--config.") or negated):
       continue
     name, has_value, value = arg[len("--noconfig." if negated else "--config."):].partition("=")
-    node, walked = config, []
-    for part in name.split("."):
-      where = "config" + "".join("." + w for w in walked)
-      if not isinstance(node, ml_collections.ConfigDict):
-        raise CommandLineError(f"--config.{name}: {where} is a value, not a section; set "
-                               f"--config.{'.'.join(walked)}=VALUE.")
-      if part not in node:
-        raise CommandLineError(
-            f"--config.{name}: {where} has no field {part!r}; {_closest(part, node.keys())}"
-            f"its fields: {', '.join(node.keys())}.")
-      node = node[part]
-      walked.append(part)
-    if isinstance(node, ml_collections.ConfigDict):
-      raise CommandLineError(f"--config.{name} is a section; set one of its fields: "
-                             f"{', '.join(f'--config.{name}.{k}' for k in node.keys())}.")
-    if not has_value and not negated and i + 1 < len(argv) and not isinstance(node, bool) \
-        and not argv[i + 1].startswith("-"):
-      value, has_value = argv[i + 1], True
-    if has_value:
-      _check_type(name, node, value)
-
-
-def _check_type(name: str, current, value: str) -> None:
-  """Refuses a value that ``current``'s type (the field's default) cannot hold."""
-  if isinstance(current, bool):
-    ok = value.lower() in ("true", "false", "1", "0")
-    want = "true or false"
-  elif isinstance(current, int):
-    ok, want = _parses(int, value), "an integer"
-  elif isinstance(current, float):
-    ok, want = _parses(float, value), "a number"
-  else:
-    return  # strings take anything; tuples and None are parsed by ml_collections
-  if not ok:
-    raise CommandLineError(f"--config.{name}={value}: expected {want} (the default is "
-                           f"{current!r}).")
-
-
-def _parses(kind, value: str) -> bool:
-  try:
-    kind(value)
-  except ValueError:
-    return False
-  return True
+    if not has_value and not negated and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+      value, has_value = argv[i + 1], True  # absl's "--flag value" form (not for booleans)
+    try:
+      configs.check_override(config, name, value if has_value else None)
+    except ValueError as e:
+      raise CommandLineError(f"--config.{name}: {e}") from None
 
 
 HELP_FLAGS = ("--help", "-h", "--helpshort", "--helpfull", "-?", "--helpxml")

@@ -233,12 +233,64 @@ def test_an_unwritable_checkpoint_folder_is_found_at_start(tmp_path):
 
 
 def test_the_launcher_prints_user_errors_without_a_traceback(tmp_path):
-  proc = launch(tmp_path / "run", "--config.train.batch_size=0")
-  out, err = proc.communicate(timeout=300)
-  assert proc.returncode == 1
-  assert "error: config.train.batch_size must be an integer >= 1; got 0." in err
-  assert "Traceback" not in err
-  assert not (tmp_path / "run").exists()
+  for flag, message in (
+      ("--config.train.batch_size=0", "error: config.train.batch_size must be an integer >= 1; "
+                                      "got 0. (--verbosity=0 shows the traceback)"),
+      ("--config.train.step=10", "error: --config.train.step: config.train has no field "
+                                 "'step'; did you mean 'steps'? its fields: batch_size, "
+                                 "checkpoint_every, log_every, steps.")):
+    proc = launch(tmp_path / "run", flag)
+    out, err = proc.communicate(timeout=300)
+    assert (proc.returncode, err.strip(), out) == (1, message, "")
+    assert not (tmp_path / "run").exists()
+
+
+# Every mistake of the command line: one line on stderr naming the field and what it could
+# be, exit status 1. (Mistakes found once the config is complete are in the list above.)
+MISTAKES = [
+    (["--config=benchmark:preset=smoke", "--config.train.step=10"],
+     "--config.train.step: config.train has no field 'step'; did you mean 'steps'?"),
+    (["--config=benchmark:preset=CPU"],
+     "--config: unknown preset 'CPU'; choose one of cpu, paper, smoke, transfer."),
+    (["--config=benchmark:modle=cnn"],
+     "--config: bad config argument 'modle=cnn': expected key=value with key one of dataset, "),
+    (["--config=benchmark:seed=one"], "--config: seed must be an integer; got seed='one'."),
+    (["--config=benchmark", "--config.trian.steps=3"],
+     "--config.trian.steps: config has no field 'trian'; did you mean 'train'? its fields: "),
+    (["--config=benchmark", "--config.optim.learning_rat=3"],
+     "--config.optim.learning_rat: config.optim has no field 'learning_rat'; did you mean "
+     "'learning_rate'?"),
+    (["--config=benchmark", "--config.readout.optim.nme=sgd"],
+     "--config.readout.optim.nme: config.readout.optim has no field 'nme'; did you mean "
+     "'name'?"),
+    (["--config=benchmark", "--config.train.steps=abc"],
+     "--config.train.steps: config.train.steps=abc: expected an integer (the default is 3000)."),
+    (["--config=benchmark", "--config.optim.learning_rate=fast"],
+     "--config.optim.learning_rate: config.optim.learning_rate=fast: expected a number"),
+    (["--config=benchmark", "--config.progress=maybe"],
+     "--config.progress: config.progress=maybe: expected true or false (the default is True)."),
+    (["--config=benchmark", "--config.optim=adam"],
+     "--config.optim: config.optim is a section; set one of its fields: optim.decay_at, "),
+    (["--config=benchmark", "--config.seed.x=1"],
+     "--config.seed.x: config.seed is a value, not a section; set config.seed=VALUE."),
+    (["--config=benchmrk:preset=smoke"], "no packaged config 'benchmrk'; choose one of benchmark"),
+    (["--config=nofile.py"], "--config=nofile.py: no config file 'nofile.py'; use a packaged"),
+    (["--config=benchmark", "--workdirr=x"],
+     "Unknown command line flag 'workdirr'. Did you mean: workdir ?"),
+]
+
+
+@pytest.mark.parametrize("argv,message", MISTAKES, ids=[" ".join(a) for a, _ in MISTAKES])
+def test_every_command_line_mistake_is_one_line_and_exit_status_1(argv, message, capsys):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from gsgen import main as main_lib  # pylint: disable=g-import-not-at-top
+  flags.FLAGS.unparse_flags()
+  with pytest.raises(SystemExit) as exit_:
+    main_lib.parse_flags(["gsgen.main", *argv, "--workdir=/nonexistent/run"])
+  err = capsys.readouterr().err
+  assert exit_.value.code == 1
+  assert err.count("\n") == 1 and err.startswith("error: " + message), err
+
 
 
 def test_sigterm_saves_the_step_reached_and_the_resumed_run_equals_an_uninterrupted_one(

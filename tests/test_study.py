@@ -5,6 +5,7 @@ import csv
 import json
 import dataclasses
 import os
+import re
 import shutil
 import signal
 import stat
@@ -230,3 +231,64 @@ def test_sigterm_stops_two_running_cells_at_saved_steps_and_the_rerun_equals_a_w
     results = [json.loads((d / cell.name / "results.json").read_text())
                for d in (parts, tmp_path / "whole")]
     assert results[0]["test"] == results[1]["test"]
+
+
+STUDY_MISTAKES = [
+    ("syntax", 'STUDY = {"name": "x",\n', r"study file .*syntax.py, line 1: '\{' was never "
+                                          r"closed\."),
+    ("no_study", "STUDIES = {}\n", r"study file .*no_study.py must define STUDY, a dict with "
+                                   r"keys name, datasets, splits"),
+    ("unknown_key", {"presett": "smoke"}, r"STUDY has unknown keys \['presett'\]; its keys: "),
+    ("missing_key", {"datasets": None}, r"STUDY lacks \['datasets'\]; its keys: "),
+    ("a_string", {"datasets": "dsprites"}, r"STUDY\['datasets'\] must be a tuple; got "
+                                           r"'dsprites'\."),
+    ("dataset", {"datasets": ("dsprite",)}, r"study x, cell dsprite-random-cnn-smoke-seed0: "
+                                            r"unknown dataset 'dsprite'; choose one of "),
+    ("model", {"approaches": {"cnn": {"model": "cnnn"}}}, r"unknown model 'cnnn'"),
+    ("approach_key", {"approaches": {"cnn": {"modle": "cnn"}}},
+     r"approach 'cnn' has unknown keys \['modle'\]; its keys: model, learner"),
+    ("preset", {"preset": "CPU"}, r"unknown preset 'CPU'; choose one of cpu, paper, smoke"),
+    ("override", {"overrides": {"train.step": 3}},
+     r"config.train has no field 'step'; did you mean 'steps'\?"),
+    ("override_type", {"overrides": {"train.steps": "ten"}},
+     r"config.train.steps=ten: expected an integer \(the default is 4\)\."),
+]
+
+
+@pytest.mark.parametrize("name,content,message", STUDY_MISTAKES,
+                         ids=[m[0] for m in STUDY_MISTAKES])
+def test_a_bad_study_file_is_one_line_and_exit_status_1(name, content, message, tmp_path,
+                                                        capsys):
+  from gsgen.study import __main__ as cli  # pylint: disable=g-import-not-at-top
+  if isinstance(content, dict):
+    study = {"name": "x", "preset": "smoke", "datasets": ("dsprites",), "splits": ("random",),
+             "seeds": (0,), "approaches": {"cnn": {}}, **content}
+    content = f"STUDY = {({k: v for k, v in study.items() if v is not None})!r}\n"
+  (tmp_path / f"{name}.py").write_text(content)
+  code = cli.main(["run", f"--study={tmp_path / name}.py", f"--workdir={tmp_path / 'w'}"])
+  err = capsys.readouterr().err
+  assert code == 1 and err.count("\n") == 1 and re.match("error: .*" + message, err), err
+  assert not (tmp_path / "w").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "--workdir=w"], "error: the following arguments are required: --study"),
+    (["rnu"], "error: argument command: invalid choice: 'rnu'"),
+    (["run", "--study=smoke", "--workdir=w", "--jobs=two"], "error: argument --jobs: invalid "
+                                                           "int value: 'two'"),
+    (["run", "--study=smoke", "--workdir=w", "--executor=slurm"],
+     "error: argument --executor: invalid choice: 'slurm'"),
+    (["run", "--study=tiny", "--workdir=w"], "error: no study 'tiny'"),
+    (["report", "--workdir=nowhere"], "error: nowhere holds no study (no study.json)"),
+])
+def test_every_study_command_line_mistake_is_one_line_and_exit_status_1(argv, message, capsys):
+  from gsgen.study import __main__ as cli  # pylint: disable=g-import-not-at-top
+  try:
+    code = cli.main(argv)
+  except SystemExit as e:  # argparse's own mistakes
+    code = e.code
+  err = capsys.readouterr().err
+  assert code == 1 and err.count("\n") == 1 and err.startswith(message), err
+  with pytest.raises(SystemExit) as help_:
+    cli.main(["--help"])
+  assert help_.value.code == 0

@@ -56,7 +56,9 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   try:
     if args.command == "list":
-      for cell in study_lib.load(args.study).cells():
+      study = study_lib.load(args.study)
+      study.check()
+      for cell in study.cells():
         print(cell.name)
       return 0
     if args.command == "report":

@@ -203,6 +203,7 @@ def run(study: Study, workdir: str, *, jobs: int = 1, retries: int = 2,
   """
   if executor not in EXECUTORS:
     raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}.")
+  study.check()
   write_manifest(study, workdir)
   cells = study.cells()
   todo = [c for c in cells if not is_finished(c, workdir)]
