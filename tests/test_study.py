@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from gsgen import study as study_lib
@@ -292,3 +293,19 @@ def test_every_study_command_line_mistake_is_one_line_and_exit_status_1(argv, me
   with pytest.raises(SystemExit) as help_:
     cli.main(["--help"])
   assert help_.value.code == 0
+
+
+def test_the_modularity_figure_draws_and_counts_the_points_below_its_axis(tmp_path,
+                                                                          monkeypatch):
+  from gsgen.study import figures  # pylint: disable=g-import-not-at-top
+  saved = []
+  monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+  rows = [{"dataset": "dsprites", "split": "extrapolation", "approach": "cnn",
+           "test.modularity.x.rsquared_ood": -3.0, "test.modularity.x.rsquared_id_split_factors":
+           0.5, "test.modularity.y.rsquared_ood": 0.2,
+           "test.modularity.y.rsquared_id_split_factors": 0.4}]
+  figures.modularity_figure(rows, str(tmp_path / "3.png"))
+  ax = saved[0].axes[0]
+  assert "1 of 2 points below R² -1, drawn at it" in ax.get_title()
+  drawn = np.concatenate([c.get_offsets() for c in ax.collections])
+  assert sorted(map(tuple, drawn.tolist())) == [(-1.0, 0.5), (0.2, 0.4)]
