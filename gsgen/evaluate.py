@@ -25,8 +25,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
+from gsgen import progress as progress_lib
 from gsgen import splits as splits_lib
 from gsgen import specs as specs_lib
 
@@ -314,7 +314,8 @@ def run(predict: Callable, fetch: Callable, factor_indices: np.ndarray,
 
   with concurrent.futures.ThreadPoolExecutor(1) as pool:
     pending = pool.submit(fetch, padded(starts[0])[0]) if len(starts) else None
-    for k in tqdm.tqdm(range(len(starts)), desc=desc, unit="batch", disable=not progress):
+    for k in progress_lib.bar(range(len(starts)), desc=desc, unit="batch",
+                              disable=not progress):
       idx, mask = padded(starts[k])
       batch = pending.result()
       if k + 1 < len(starts):

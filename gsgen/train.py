@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tqdm
 from flax import nnx
 
 from gsgen import checkpoint as checkpoint_lib
@@ -40,6 +39,7 @@ from gsgen import learners
 from gsgen import metric_log
 from gsgen import models
 from gsgen import optim
+from gsgen import progress
 from gsgen import sharding
 from gsgen import steps as steps_lib
 from gsgen import validate
@@ -297,11 +297,12 @@ def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, logs,
                                          sampler=stage.learner.sampler,
                                          sampler_options=sampler_options)
   pending, tick, tick_step = [], time.perf_counter(), begin
-  bar = tqdm.tqdm(total=stop_step - offset, initial=begin - offset, unit="step", dynamic_ncols=True,
-                  desc=f"{source.spec.name}/{config.split}/{config.model}/{stage.name}/"
-                       f"seed{'s' if len(seeds) > 1 else ''}"
-                       f"{'-'.join(map(str, sorted({seeds[0], seeds[-1]})))}",
-                  disable=not config.progress or jax.process_index() != 0)
+  bar = progress.bar(total=stop_step - offset, initial=begin - offset, unit="step",
+                     dynamic_ncols=True,
+                     desc=f"{source.spec.name}/{config.split}/{config.model}/{stage.name}/"
+                          f"seed{'s' if len(seeds) > 1 else ''}"
+                          f"{'-'.join(map(str, sorted({seeds[0], seeds[-1]})))}",
+                     disable=not config.progress or jax.process_index() != 0)
   for step in range(begin + 1, stop_step + 1):
     local = step - offset  # the stage's own step count: its data order and key
     batch = batches.get(local - 1)
