@@ -97,7 +97,14 @@ def load_config(arg: str) -> ml_collections.ConfigDict:
                            f"({', '.join(configs.NAMES)}) or the path of a .py config file.")
   spec = importlib.util.spec_from_file_location("gsgen_user_config", path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # pylint: disable=broad-except
+    raise CommandLineError(f"--config={arg}: the config file fails when run: "
+                           f"{type(e).__name__}: {e}") from None
+  if not callable(getattr(module, "get_config", None)):
+    raise CommandLineError(f"--config={arg}: {path} defines no get_config(); a config file "
+                           f"returns its ConfigDict from get_config(arg).")
   try:
     return module.get_config(config_arg) if config_arg else module.get_config()
   except ValueError as e:
@@ -138,6 +145,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   wants_help = any(a in HELP_FLAGS for a in argv[1:])
   try:
     argv = resolve_config_flag(argv)
+    sys.argv = argv  # config_flags reads the --config.* overrides from sys.argv
     arg = _config_arg(argv)
     if arg is not None and not wants_help:
       check_overrides(load_config(arg), argv)

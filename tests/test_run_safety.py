@@ -281,12 +281,15 @@ MISTAKES = [
 
 
 @pytest.mark.parametrize("argv,message", MISTAKES, ids=[" ".join(a) for a, _ in MISTAKES])
-def test_every_command_line_mistake_is_one_line_and_exit_status_1(argv, message, capsys):
+def test_every_command_line_mistake_is_one_line_and_exit_status_1(argv, message, capsys,
+                                                                   monkeypatch):
   from absl import flags  # pylint: disable=g-import-not-at-top
   from gsgen import main as main_lib  # pylint: disable=g-import-not-at-top
   flags.FLAGS.unparse_flags()
+  argv = ["gsgen.main", *argv, "--workdir=/nonexistent/run"]
+  monkeypatch.setattr(sys, "argv", argv)  # parse_flags sets it, as absl's parsing reads it
   with pytest.raises(SystemExit) as exit_:
-    main_lib.parse_flags(["gsgen.main", *argv, "--workdir=/nonexistent/run"])
+    main_lib.parse_flags(argv)
   err = capsys.readouterr().err
   assert exit_.value.code == 1
   assert err.count("\n") == 1 and err.startswith("error: " + message), err
