@@ -131,7 +131,9 @@ def check_overrides(config: ml_collections.ConfigDict, argv: list[str]) -> None:
     try:
       configs.check_override(config, name, value if has_value else None)
     except ValueError as e:
-      raise CommandLineError(f"--config.{name}: {e}") from None
+      text = str(e)  # "--config.x=v: ..." rather than "--config.x: config.x=v: ..."
+      raise CommandLineError(f"--{text}" if text.startswith(f"config.{name}")
+                             else f"--config.{name}: {text}") from None
 
 
 HELP_FLAGS = ("--help", "-h", "--helpshort", "--helpfull", "-?", "--helpxml")

@@ -281,15 +281,19 @@ def _stop(signum, running, submit, workdir, grace_seconds, print_fn, summary) ->
                              timeout=max(deadline - time.time(), 0.01)))
   stopped = {}
   for handle, unit in handles.items():
-    step = saved_step(os.path.join(workdir, unit.name))
-    stopped[unit.name] = step
-    where = f"step {step}" if step is not None else "no checkpoint yet"
-    if handle in ended:
-      print_fn(f"stopped {unit.name} at {where} (exit {ended[handle]})")
-    else:
+    code = ended.get(handle)
+    if code == 0:
+      _hand_out(unit, workdir)
+      summary["done"] += [c.name for c in unit.cells]
+      print_fn(f"done    {unit.name} (it finished before it saw the signal)")
+      continue
+    if code is None:
       submit.kill(handle)
-      print_fn(f"killed  {unit.name} after {grace_seconds:g} s without a checkpoint of its "
-               f"last step; it resumes from {where}")
+    step = stopped[unit.name] = saved_step(os.path.join(workdir, unit.name))
+    where = f"step {step}" if step is not None else "no checkpoint yet"
+    print_fn(f"stopped {unit.name} at {where} (exit {code})" if code is not None else
+             f"killed  {unit.name} after {grace_seconds:g} s without a checkpoint of its "
+             f"last step; it resumes from {where}")
   print_fn(f"{name}: the study stopped; rerun the same command to resume every cell.")
   return {**summary, "stopped": stopped, "signal": signum}
 
