@@ -333,10 +333,29 @@ def test_sigint_during_training_saves_and_a_second_signal_stops_at_once(tmp_path
   out, err = run.communicate(timeout=GRACE_SECONDS)
   assert run.returncode == 130 and "Traceback" not in err, err
   assert re.search(r"stopped by SIGINT: saved a checkpoint of step \d+ of 100000; resume", err)
-  # A second signal while the first is being handled: the process ends at once.
-  with workdir_lib.stop_signals() as stop:
-    os.kill(os.getpid(), signal.SIGINT)
-    assert stop.signum == signal.SIGINT
-    with pytest.raises(KeyboardInterrupt):  # Python's own SIGINT handler, as without us
-      os.kill(os.getpid(), signal.SIGINT)
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  # A second signal while the first is being handled acts as without the handlers: SIGTERM
+  # ends the process at once, SIGINT raises KeyboardInterrupt.
+  script = """if True:
+      import os, signal, sys, time
+      from gsgen import workdir
+      signum = getattr(signal, sys.argv[1])
+      with workdir.stop_signals() as stop:
+        os.kill(os.getpid(), signum)
+        time.sleep(0.2)
+        print("first", stop.signum, flush=True)
+        try:
+          os.kill(os.getpid(), signum)
+          time.sleep(30)
+        except KeyboardInterrupt:
+          print("second: KeyboardInterrupt", flush=True)
+      print("handlers restored", signal.getsignal(signum) in (signal.SIG_DFL,
+                                                               signal.default_int_handler))
+      """
+  for name, code, out in (("SIGTERM", -signal.SIGTERM, "first 15\n"),
+                          ("SIGINT", 0, "first 2\nsecond: KeyboardInterrupt\n"
+                                        "handlers restored True\n")):
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-c", script, name], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert (proc.returncode, proc.stdout) == (code, out), proc.stderr
+    assert time.time() - start < 20
