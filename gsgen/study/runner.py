@@ -135,7 +135,11 @@ def _attempt(argv: list[str], log_path: str, env: dict | None = None,
     if started is not None:
       started(proc)
     try:
-      return proc.wait()
+      while True:  # short waits: Ray delivers its cancellation between Python instructions
+        try:
+          return proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+          pass
     except KeyboardInterrupt:
       proc.send_signal(signal.SIGTERM)
       return proc.wait()
