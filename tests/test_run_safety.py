@@ -13,7 +13,10 @@ import time
 import jax
 import numpy as np
 import pytest
+from absl import flags
 
+from gsgen import checkpoint
+from gsgen import main as main_lib
 from gsgen import train
 from gsgen import workdir as workdir_lib
 from gsgen.configs import benchmark
@@ -45,7 +48,6 @@ def logged(path, lines):
 
 def final_state(workdir):
   """``(step, state)`` of the newest checkpoint in ``workdir``."""
-  from gsgen import checkpoint  # pylint: disable=g-import-not-at-top
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), 1, create=False)
   step = ckpt.latest_step()
   state, _ = ckpt.read(step)
@@ -283,8 +285,6 @@ MISTAKES = [
 @pytest.mark.parametrize("argv,message", MISTAKES, ids=[" ".join(a) for a, _ in MISTAKES])
 def test_every_command_line_mistake_is_one_line_and_exit_status_1(argv, message, capsys,
                                                                    monkeypatch):
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from gsgen import main as main_lib  # pylint: disable=g-import-not-at-top
   flags.FLAGS.unparse_flags()
   argv = ["gsgen.main", *argv, "--workdir=/nonexistent/run"]
   monkeypatch.setattr(sys, "argv", argv)  # parse_flags sets it, as absl's parsing reads it

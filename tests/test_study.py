@@ -2,8 +2,8 @@
 finished study, a partial report; and what identifies a cell."""
 
 import csv
-import json
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -13,10 +13,14 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
+from test_run_safety import final_state
 
 from gsgen import study as study_lib
+from gsgen.study import __main__ as cli
+from gsgen.study import figures
 from gsgen.study import report
 from gsgen.study import runner
 
@@ -192,9 +196,6 @@ def test_sigterm_stops_two_running_cells_at_saved_steps_and_the_rerun_equals_a_w
   """Two cells running at once; SIGTERM to the runner reaches both, each saves its step, the
   runner names where each stopped and exits 143; the rerun finishes both, bitwise equal to an
   uninterrupted study."""
-  from test_run_safety import final_state  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   (tmp_path / "two.py").write_text(
       'STUDY = {"name": "two", "preset": "smoke", "datasets": ("dsprites",), '
       '"splits": ("random", "extrapolation"), "seeds": (0,), '
@@ -260,7 +261,6 @@ STUDY_MISTAKES = [
                          ids=[m[0] for m in STUDY_MISTAKES])
 def test_a_bad_study_file_is_one_line_and_exit_status_1(name, content, message, tmp_path,
                                                         capsys):
-  from gsgen.study import __main__ as cli  # pylint: disable=g-import-not-at-top
   if isinstance(content, dict):
     study = {"name": "x", "preset": "smoke", "datasets": ("dsprites",), "splits": ("random",),
              "seeds": (0,), "approaches": {"cnn": {}}, **content}
@@ -283,7 +283,6 @@ def test_a_bad_study_file_is_one_line_and_exit_status_1(name, content, message, 
     (["report", "--workdir=nowhere"], "error: nowhere holds no study (no study.json)"),
 ])
 def test_every_study_command_line_mistake_is_one_line_and_exit_status_1(argv, message, capsys):
-  from gsgen.study import __main__ as cli  # pylint: disable=g-import-not-at-top
   try:
     code = cli.main(argv)
   except SystemExit as e:  # argparse's own mistakes
@@ -297,7 +296,6 @@ def test_every_study_command_line_mistake_is_one_line_and_exit_status_1(argv, me
 
 def test_the_modularity_figure_draws_and_counts_the_points_below_its_axis(tmp_path,
                                                                           monkeypatch):
-  from gsgen.study import figures  # pylint: disable=g-import-not-at-top
   saved = []
   monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
   rows = [{"dataset": "dsprites", "split": "extrapolation", "approach": "cnn",
