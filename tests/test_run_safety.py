@@ -359,3 +359,12 @@ def test_sigint_during_training_saves_and_a_second_signal_stops_at_once(tmp_path
                           timeout=60, check=False)
     assert (proc.returncode, proc.stdout) == (code, out), proc.stderr
     assert time.time() - start < 20
+
+
+def test_a_signal_during_the_evaluation_stops_at_once_naming_the_saved_last_step():
+  stop = workdir_lib.StopRequest()
+  stop.training_saved(40, 40)  # everything trained is on disk
+  with pytest.raises(workdir_lib.Interrupted, match="stopped by SIGTERM during the evaluation; "
+                                                   "training is saved to its last step, 40") as e:
+    stop._handle(signal.SIGTERM, None)  # pylint: disable=protected-access
+  assert e.value.exit_status == 143 and e.value.evaluating
