@@ -83,12 +83,19 @@ def test_benchmark_files_are_scored_as_they_are_with_disagreements_counted(tmp_p
 
 # JAX warns at every fork that it may deadlock; the parts keep JAX out of their workers.
 @pytest.mark.filterwarnings("ignore:os.fork.. was called")
-def test_dataloader_workers_forked_after_jax_started_yield_the_single_process_batches():
-  """Two DataLoader workers forked from this process, where JAX has rendered already (the
-  README's ``train[0]``), give exactly the batches of the single-process loader."""
+@pytest.mark.parametrize("source", ["procedural", "procedural:stored"])
+def test_dataloader_workers_forked_after_jax_started_yield_the_single_process_batches(
+    source, tmp_path):
+  """Two DataLoader workers forked from this process, where JAX has rendered (or array_record
+  has read) already, as after the README's ``train[0]``, give exactly the batches of the
+  single-process loader."""
   torch = pytest.importorskip("torch")
-  train, _ = data.split_data("dsprites", "extrapolation", grid_sizes=(3, 2, 6, 6, 6))
-  train[0]  # JAX is running in this process before the fork
+  grid = (3, 2, 6, 6, 6)
+  if source != "procedural":
+    prepare.prepare("dsprites", "procedural", tmp_path, grid_sizes=grid)
+  train, _ = data.split_data("dsprites", "extrapolation", source, data_dir=tmp_path,
+                             grid_sizes=grid if source == "procedural" else None)
+  train[0]  # the renderer or the reader is running in this process before the fork
 
   def batches(workers):
     torch.manual_seed(0)
