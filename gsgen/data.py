@@ -7,13 +7,15 @@ Synopsis::
   len(train), len(test)                       # 240000 497280
   image, target = train[0]                    # float32 [64, 64, 1] in [0, 1], [5]
   images, targets = train.batch([0, 5, 9])    # [3, 64, 64, 1], [3, 5]
-  loader = torch.utils.data.DataLoader(train, batch_size=64, shuffle=True)   # works as is
+  loader = torch.utils.data.DataLoader(train, batch_size=64, shuffle=True, num_workers=2)
 
 Each part is a map-style dataset (``__len__``, ``__getitem__`` and the batched
 ``__getitems__`` that PyTorch's DataLoader uses), numpy in and numpy out, so it serves any
 framework without importing one. Procedural images are rendered on demand by the jitted
 renderer; prepared sources are read from disk. Targets are the normalised factor indices
-that `gsgen.evaluate` scores.
+that `gsgen.evaluate` scores. DataLoader workers may be forked after JAX (or an array_record
+reader) started in the parent: they render and read through `gsgen.datasets.fork_safe`,
+which keeps that state out of them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from gsgen import input_pipeline
+from gsgen.datasets import fork_safe
 
 
 class SplitPart:
@@ -55,11 +58,9 @@ class SplitPart:
                        f"examples).")
     if self._stored is not None:
       return np.asarray(self._stored[positions])
-    from gsgen.datasets import procedural  # pylint: disable=g-import-not-at-top
     # Few distinct chunk sizes, so the renderer compiles a handful of programs at most.
     chunk = min(512, 1 << max(0, int(len(positions) - 1).bit_length()))
-    return procedural.render_numpy(self.spec, factor_indices=self.factor_indices[positions],
-                                   batch_size=chunk)
+    return fork_safe.call(_render, self.spec, self.factor_indices[positions], chunk)
 
   def batch(self, positions) -> tuple[np.ndarray, np.ndarray]:
     """``(float32 images in [0, 1], targets)`` of the examples at ``positions``."""
@@ -76,6 +77,11 @@ class SplitPart:
   def __getitems__(self, positions) -> list[tuple[np.ndarray, np.ndarray]]:
     images, targets = self.batch(positions)
     return list(zip(images, targets))
+
+
+def _render(spec, factor_indices, batch_size) -> np.ndarray:
+  from gsgen.datasets import procedural  # pylint: disable=g-import-not-at-top
+  return procedural.render_numpy(spec, factor_indices=factor_indices, batch_size=batch_size)
 
 
 def split_data(dataset, split: str, source: str = "procedural", *, data_dir=None,

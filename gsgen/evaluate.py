@@ -25,10 +25,11 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
+from gsgen import progress as progress_lib
 from gsgen import splits as splits_lib
 from gsgen import specs as specs_lib
+from gsgen import user_images
 
 # Towards-the-mean ratios are binned at this width on [0, RATIO_MAX); one more bin holds
 # everything above. The median is read off the histogram, so it is exact to one bin width.
@@ -314,7 +315,8 @@ def run(predict: Callable, fetch: Callable, factor_indices: np.ndarray,
 
   with concurrent.futures.ThreadPoolExecutor(1) as pool:
     pending = pool.submit(fetch, padded(starts[0])[0]) if len(starts) else None
-    for k in tqdm.tqdm(range(len(starts)), desc=desc, unit="batch", disable=not progress):
+    for k in progress_lib.bar(range(len(starts)), desc=desc, unit="batch",
+                              disable=not progress):
       idx, mask = padded(starts[k])
       batch = pending.result()
       if k + 1 < len(starts):
@@ -323,42 +325,10 @@ def run(predict: Callable, fetch: Callable, factor_indices: np.ndarray,
   return acc.result()
 
 
-def check_images(batch, spec: specs_lib.DatasetSpec) -> np.ndarray:
-  """Refuses images that would be scored wrongly, with the fix in the message.
-
-  Args:
-    batch: what the ``images`` source returned for a batch.
-    spec: the dataset.
-
-  Returns:
-    ``batch`` as a numpy uint8 array ``[batch, H, W, C]``.
-
-  Raises:
-    ValueError: wrong dtype or shape, or a binary image array stored as 0/1 (the official
-      dSprites ``imgs``), which would be scored as near-black images.
-  """
-  batch = np.asarray(batch)
-  want = spec.image_shape
-  if batch.dtype != np.uint8:
-    raise ValueError(f"images must be uint8 in 0..255, got {batch.dtype}; convert them, e.g. "
-                     f"(images * 255).astype(np.uint8) for floats in [0, 1].")
-  if batch.ndim == 3 and want[-1] == 1 and batch.shape[1:] == want[:2]:
-    raise ValueError(f"images of {spec.name} need a channel axis: got {batch.shape[1:]}, "
-                     f"expected {want}; pass images[..., None].")
-  if batch.shape[1:] != want:
-    raise ValueError(f"images of {spec.name} must have shape [batch, {', '.join(map(str, want))}]"
-                     f"; got {batch.shape}.")
-  if want[-1] == 1 and batch.max(initial=0) == 1:
-    raise ValueError(f"{spec.name} images hold only the values 0 and 1 (as the official "
-                     f"dSprites array does) and would be scored as near-black images; scale "
-                     f"them to 0/255 (images * 255) or read them with gsgen.datasets, which "
-                     f"does.")
-  return batch
-
-
 def evaluate_model(predict_fn: Callable[[np.ndarray], np.ndarray], dataset, split: str,
                    images, *, part: str = "test", batch_size: int = 256,
-                   progress: bool = True, indices: np.ndarray | None = None) -> dict:
+                   progress: bool = True, indices: np.ndarray | None = None,
+                   image_indices: np.ndarray | None = None) -> dict:
   """Scores a model on a split.
 
   Args:
@@ -367,12 +337,14 @@ def evaluate_model(predict_fn: Callable[[np.ndarray], np.ndarray], dataset, spli
       ``batch_size`` images (the last batch is padded), so a compiled model never recompiles.
     dataset: dataset name or `specs.DatasetSpec`.
     split: one of `splits.SPLITS`.
-    images: uint8 images by flat grid index: an array-like supporting ``images[index_array]``
-      or a function ``flat_indices -> images``.
+    images: uint8 images by flat grid index: an array-like of the whole grid supporting
+      ``images[index_array]``, or a function ``flat_indices -> images``; or an array of
+      some points' images (a test part's) with their flat indices as ``image_indices``.
     part: ``test`` (default), ``train`` or ``all`` (the full grid).
     batch_size: images per call of ``predict_fn``.
     progress: show a progress bar.
     indices: optional flat indices to evaluate (defaults to the whole part).
+    image_indices: the flat index of each image when ``images`` is not the whole grid.
 
   Returns:
     Dict with ``rsquared_<factor>``, ``mse_<factor>``, ``rsquared``, ``mse``,
@@ -385,17 +357,18 @@ def evaluate_model(predict_fn: Callable[[np.ndarray], np.ndarray], dataset, spli
     and every factor's R².
 
   Raises:
-    ValueError: images of the wrong dtype, shape or value range (see `check_images`).
+    ValueError: images of the wrong count, dtype, shape or value range (see
+      `gsgen.user_images`).
   """
   spec = specs_lib.get(dataset)
   acc = Accumulator(spec, split, part)
   if indices is None:
     indices = (np.arange(spec.num_images) if part == "all"
                else splits_lib.indices(spec, split, part))
-  source = images if callable(images) else (lambda idx: images[idx])
+  source = user_images.source(images, spec, image_indices)
 
   def fetch(idx):
-    return check_images(source(idx), spec).astype(np.float32) / 255.0
+    return source(idx).astype(np.float32) / 255.0
 
   def predict(batch):
     return np.asarray(predict_fn(batch))

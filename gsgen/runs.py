@@ -27,7 +27,7 @@ from gsgen import specs as specs_lib
 from gsgen.learners import learner as learner_lib
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class Run:
   """A run's model in inference mode.
 
@@ -49,6 +49,12 @@ class Run:
     self._predict = jax.jit(lambda s, x: self.learner.predict(nnx.merge(graphdef, s), x))
     self._encode = jax.jit(lambda s, x: _encoder(nnx.merge(graphdef, s)).encode(x))
     self._state = state
+
+  def __repr__(self) -> str:
+    # The dataclass's repr printed the whole model and config (thousands of characters).
+    c = self.config
+    return (f"Run({c.dataset}/{c.split}, model={c.model}, learner={c.learner}, seed={c.seed}, "
+            f"source={c.data.source}, step={self.step})")
 
   def predict_fn(self, images: np.ndarray) -> np.ndarray:
     """Float images in [0, 1] -> normalised targets (the form `evaluate_model` takes)."""

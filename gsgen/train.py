@@ -13,7 +13,9 @@ all of them: a pure step over (state, batch, step) jitted over the device mesh w
 donated, the step number folded into the run's key, orbax checkpoints and a metric log, the
 stages one after the other with global step numbers, and the final evaluation. Everything
 that decides the next batch or random draw is a function of the step, so a rerun in the same
-workdir resumes exactly where the last one stopped.
+workdir resumes exactly where the last one stopped. SIGTERM or SIGINT (`gsgen.workdir`) ends
+the current step, saves it (with the finite-state check of every save) and raises
+`gsgen.workdir.Interrupted`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tqdm
 from flax import nnx
 
 from gsgen import checkpoint as checkpoint_lib
@@ -38,6 +39,7 @@ from gsgen import learners
 from gsgen import metric_log
 from gsgen import models
 from gsgen import optim
+from gsgen import progress
 from gsgen import sharding
 from gsgen import steps as steps_lib
 from gsgen import validate
@@ -111,6 +113,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     The results dict also written to ``workdir/results.json``, or None when stopped early.
 
   Raises:
+    gsgen.workdir.Interrupted: SIGTERM or SIGINT arrived; the step it names is saved.
     FloatingPointError: the loss or the parameters became NaN or infinite; the message
       names the step and the last good checkpoint.
     ValueError: a bad config field (before anything is created), or a workdir holding a
@@ -128,8 +131,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       data_dir=config.data.data_dir or None, grid_sizes=tuple(config.data.grid) or None)
   primary = jax.process_index() == 0
   if not primary:
-    return _train_and_evaluate(config, workdir, stop_after_step, stages, source, [])
-  with workdir_lib.lock(workdir):
+    with workdir_lib.stop_signals() as stop:
+      return _train_and_evaluate(config, workdir, stop_after_step, stages, source, [], stop)
+  with workdir_lib.lock(workdir), workdir_lib.stop_signals() as stop:
     validate.writable(os.path.join(workdir, "checkpoints"))
     finished = _finished_results(workdir, config)
     if finished is not None:
@@ -142,7 +146,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       raise ValueError(f"{workdir} holds a run of {held}, not {identity(config, source)}; use "
                        f"another workdir.")
     changes = workdir_lib.check_config(workdir, config, start, accept_config_changes)
-    return _train_and_evaluate(config, workdir, stop_after_step, stages, source, changes)
+    return _train_and_evaluate(config, workdir, stop_after_step, stages, source, changes,
+                               stop)
 
 
 def _finished_results(workdir: str, config) -> dict | None:
@@ -157,7 +162,7 @@ def _finished_results(workdir: str, config) -> dict | None:
   return results if same else None
 
 
-def _train_and_evaluate(config, workdir, stop_after_step, stages, source, changes):
+def _train_and_evaluate(config, workdir, stop_after_step, stages, source, changes, stop):
   spec, run_id = source.spec, identity(config, source)
   seeds = [config.seed + i for i in range(config.num_seeds)]
   stacked = len(seeds) > 1  # replicas with a leading seed axis, trained by one program
@@ -177,6 +182,7 @@ def _train_and_evaluate(config, workdir, stop_after_step, stages, source, change
   last = total if stop_after_step is None else min(total, stop_after_step)
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
   previous, init_records = None, [{}] * len(seeds)
+  trained = False
   try:
     for k, stage in enumerate(stages):
       first, end = bounds[k], bounds[k + 1]
@@ -201,16 +207,19 @@ def _train_and_evaluate(config, workdir, stop_after_step, stages, source, change
       stage_keys = jax.vmap(lambda key: jax.random.fold_in(key, k))(keys)  # pylint: disable=cell-var-from-loop
       state = _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, logs,
                          run_id, steps=(max(start, first), min(end, last)), offset=first,
-                         key=stage_keys if stacked else stage_keys[0], seeds=seeds)
+                         key=stage_keys if stacked else stage_keys[0], seeds=seeds,
+                         stop=stop, total=total)
       if last < end:
         return None
       previous = [nnx.merge(graphdef, _unstack(state, i) if stacked else state)[0]
                   for i in range(len(seeds))]
+    trained = True
   finally:
     ckpt.close()
-    if last < total:
+    if not trained or last < total:
       for log in logs:
         log.close()
+  stop.training_saved(total, total)
 
   predict = steps_lib.make_predict(graphdef, stages[-1].learner, spec, render)
   per_seed = []
@@ -266,10 +275,14 @@ def _unstack(tree, i):
 
 
 def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, logs, run_id, *,
-               steps, offset, key, seeds):
-  """Runs global steps ``steps[0] + 1 .. steps[1]`` of a stage; returns the state."""
-  begin, stop = steps
-  if begin >= stop:
+               steps, offset, key, seeds, stop, total):
+  """Runs global steps ``steps[0] + 1 .. steps[1]`` of a stage; returns the state.
+
+  A stop request (`gsgen.workdir.StopRequest`) is read after every step: that step is then
+  logged and saved as the last one would be, and `gsgen.workdir.Interrupted` raised.
+  """
+  begin, stop_step = steps
+  if begin >= stop_step:
     return state
   train_step = steps_lib.make_train_step(graphdef, stage, source.spec, render, mesh, key)
   state_loss = steps_lib.make_state_loss(graphdef, stage, source.spec, render, key)
@@ -284,18 +297,21 @@ def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, logs,
                                          sampler=stage.learner.sampler,
                                          sampler_options=sampler_options)
   pending, tick, tick_step = [], time.perf_counter(), begin
-  bar = tqdm.tqdm(total=stop - offset, initial=begin - offset, unit="step", dynamic_ncols=True,
-                  desc=f"{source.spec.name}/{config.split}/{config.model}/{stage.name}/"
-                       f"seed{'s' if len(seeds) > 1 else ''}"
-                       f"{'-'.join(map(str, sorted({seeds[0], seeds[-1]})))}",
-                  disable=not config.progress or jax.process_index() != 0)
-  for step in range(begin + 1, stop + 1):
+  bar = progress.bar(total=stop_step - offset, initial=begin - offset, unit="step",
+                     dynamic_ncols=True,
+                     desc=f"{source.spec.name}/{config.split}/{config.model}/{stage.name}/"
+                          f"seed{'s' if len(seeds) > 1 else ''}"
+                          f"{'-'.join(map(str, sorted({seeds[0], seeds[-1]})))}",
+                     disable=not config.progress or jax.process_index() != 0)
+  for step in range(begin + 1, stop_step + 1):
     local = step - offset  # the stage's own step count: its data order and key
     batch = batches.get(local - 1)
     state, metrics = train_step(state, batch, jnp.int32(local))
     pending.append((step, metrics))
     bar.update(1)
-    if step % config.train.log_every == 0 or step == stop or ckpt.should_save(step):
+    stopping = stop.signum is not None  # read once: a signal may arrive at any moment
+    last = step == stop_step or stopping
+    if step % config.train.log_every == 0 or last or ckpt.should_save(step):
       fetched = _check_finite(jax.device_get(pending), ckpt, seeds)
       now = time.perf_counter()
       rate = (step - tick_step) * batches.images_per_step / max(now - tick, 1e-9)
@@ -306,7 +322,7 @@ def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, logs,
       bar.set_postfix(loss=f"{logs[0].last['loss']:.4g}",
                       img_s=f"{rate * len(seeds):,.0f}")
       pending, tick, tick_step = [], now, step
-    if ckpt.should_save(step) or step == stop:
+    if ckpt.should_save(step) or last:
       loss = np.asarray(state_loss(state, batch, jnp.int32(local))).reshape(-1)
       if not np.all(np.isfinite(loss)):
         i = int(np.flatnonzero(~np.isfinite(loss))[0])
@@ -314,6 +330,9 @@ def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, logs,
             f"the loss of the updated state ({loss[i]}{_of_seed(seeds, i)})", step, ckpt))
       ckpt.save(step, _saved(state), {"step": step, "seed": config.seed,
                                       "identity": run_id, "stage": stage.name})
+    if stopping:
+      bar.close()
+      stop.check(step, total)
   bar.close()
   return state
 

@@ -1,15 +1,23 @@
-"""A run's folder: one live run at a time, its config on record, files replaced atomically.
+"""A run's folder: one live run at a time, its config on record, files replaced atomically,
+and SIGTERM/SIGINT turned into "save a checkpoint now".
 
 Synopsis::
 
   from gsgen import workdir as workdir_lib
-  with workdir_lib.lock(path):                        # refuses a second live run
+  with workdir_lib.lock(path), workdir_lib.stop_signals() as stop:  # refuses a second live run
     changes = workdir_lib.check_config(path, config, accept_changes=False)
+    ...                                   # the training loop reads stop.signum between steps
     workdir_lib.write_json(os.path.join(path, "results.json"), results)
 
 The lock is an advisory ``flock`` on ``run.lock``: the kernel drops it when its process dies,
 however it dies, so a killed run never blocks the next one, while a live one (on this machine,
 or on another one sharing the folder) is named in the refusal.
+
+A scheduler (SLURM, Kubernetes, a preemptible VM) stops a job with SIGTERM and a grace period,
+a person with Ctrl-C (SIGINT). Under `stop_signals` the first of either only sets a flag: the
+run finishes its step, saves it and raises `Interrupted`, whose exit status (128 + the signal
+number: 143 for SIGTERM, 130 for SIGINT, as a shell reports a process the signal killed) lets
+a scheduler requeue the job. A second signal stops at once.
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import socket
 import tempfile
+import threading
 import time
 
 import ml_collections
@@ -30,6 +40,21 @@ NOT_TRAINING = ("progress", "eval.", "train.log_every", "train.checkpoint_every"
                 "data.data_dir")
 CONFIG_FILE = "config.json"
 CHANGES_FILE = "config_changes.json"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _umask() -> int:
+  """The process umask (read without changing it where /proc tells it)."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except OSError:
+    pass
+  mask = os.umask(0o022)  # elsewhere: read by setting it, then put it back at once
+  os.umask(mask)
+  return mask
 
 
 class RunLockedError(RuntimeError):
@@ -81,6 +106,9 @@ def write_text(path: str, text: str) -> None:
   folder = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".")
   try:
+    # mkstemp creates the file 0600; the result should be as readable as any other file
+    # the process writes (collaborators on a shared cluster read results).
+    os.fchmod(fd, 0o666 & ~_umask())
     with os.fdopen(fd, "w") as f:
       f.write(text)
       f.flush()
@@ -152,3 +180,82 @@ def check_config(path: str, config: ml_collections.ConfigDict, step: int,
       write_json(changes_path, history)
   write_json(config_path, new)
   return history
+
+
+class Interrupted(Exception):
+  """A run stopped by SIGTERM or SIGINT, after saving the step it had reached.
+
+  Attributes:
+    signum: the signal.
+    step: the global step saved (the run resumes there).
+    total: the run's last step.
+    evaluating: whether training was complete and the evaluation was stopped.
+  """
+
+  def __init__(self, signum: int, step: int, total: int, evaluating: bool = False):
+    self.signum, self.step, self.total, self.evaluating = signum, step, total, evaluating
+    name = signal.Signals(signum).name
+    super().__init__(
+        f"stopped by {name} during the evaluation; training is saved to its last step, {step}"
+        if evaluating else f"stopped by {name}: saved a checkpoint of step {step} of {total}")
+
+  @property
+  def exit_status(self) -> int:
+    """128 + the signal number, as a shell reports a process that signal killed."""
+    return 128 + self.signum
+
+
+class StopRequest:
+  """What `stop_signals` yields: the first signal received, read between training steps."""
+
+  def __init__(self):
+    self.signum: int | None = None
+    self._saved = None  # (step, total) once everything trained is on disk
+    self._previous = {}
+
+  def check(self, step: int, total: int) -> None:
+    """Raises `Interrupted` if a signal came, once ``step`` is saved."""
+    if self.signum is not None:
+      raise Interrupted(self.signum, step, total)
+
+  def training_saved(self, step: int, total: int) -> None:
+    """From now on nothing is left to save: a signal stops at once, naming ``step``."""
+    self._saved = (step, total)
+    if self.signum is not None:
+      raise Interrupted(self.signum, step, total, evaluating=True)
+
+  def _handle(self, signum, frame):
+    if self.signum is not None:  # the second signal: what would have happened without us
+      previous = self._previous.get(signum, signal.SIG_DFL)
+      signal.signal(signum, previous)
+      if callable(previous):
+        previous(signum, frame)
+      elif previous == signal.SIG_DFL:
+        os.kill(os.getpid(), signum)
+      return
+    self.signum = signum
+    if self._saved is not None:
+      raise Interrupted(signum, *self._saved, evaluating=True)
+
+
+@contextlib.contextmanager
+def stop_signals():
+  """SIGTERM and SIGINT set a flag for the duration instead of stopping the process.
+
+  Outside the main thread (where Python cannot install handlers) the request is inert and
+  signals keep their usual effect.
+
+  Yields:
+    A `StopRequest`.
+  """
+  stop = StopRequest()
+  if threading.current_thread() is not threading.main_thread():
+    yield stop
+    return
+  for signum in STOP_SIGNALS:
+    stop._previous[signum] = signal.signal(signum, stop._handle)  # pylint: disable=protected-access
+  try:
+    yield stop
+  finally:
+    for signum, previous in stop._previous.items():  # pylint: disable=protected-access
+      signal.signal(signum, previous if previous is not None else signal.SIG_DFL)

@@ -211,3 +211,10 @@ def test_a_damaged_prepared_file_names_the_dataset_folder_and_fix(tmp_path, offs
   shutil.rmtree(folder)
   prepare.prepare("dsprites", "procedural", tmp_path, grid_sizes=sizes)
   np.testing.assert_array_equal(_read_everything(tmp_path), good)
+
+
+def test_preparing_says_preparing_not_downloading(tmp_path, capsys):
+  prepare.prepare("dsprites", "procedural", tmp_path, grid_sizes=GRIDS["dsprites"].sizes)
+  out = capsys.readouterr().out
+  assert "Preparing dsprites (procedural, nothing is downloaded)" in out
+  assert "Download" not in out and "downloaded and prepared" not in out

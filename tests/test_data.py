@@ -79,3 +79,32 @@ def test_benchmark_files_are_scored_as_they_are_with_disagreements_counted(tmp_p
   assert results["test"]["split_disagreements"] == len(moved)
   assert results["data_source"] == "official"
   assert results["source"] == "benchmark_extrapolation"
+
+
+# JAX warns at every fork that it may deadlock; the parts keep JAX out of their workers.
+@pytest.mark.filterwarnings("ignore:os.fork.. was called")
+@pytest.mark.parametrize("source", ["procedural", "procedural:stored"])
+def test_dataloader_workers_forked_after_jax_started_yield_the_single_process_batches(
+    source, tmp_path):
+  """Two DataLoader workers forked from this process, where JAX has rendered (or array_record
+  has read) already, as after the README's ``train[0]``, give exactly the batches of the
+  single-process loader."""
+  torch = pytest.importorskip("torch")
+  grid = (3, 2, 6, 6, 6)
+  if source != "procedural":
+    prepare.prepare("dsprites", "procedural", tmp_path, grid_sizes=grid)
+  train, _ = data.split_data("dsprites", "extrapolation", source, data_dir=tmp_path,
+                             grid_sizes=grid if source == "procedural" else None)
+  train[0]  # the renderer or the reader is running in this process before the fork
+
+  def batches(workers):
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(train, batch_size=64, shuffle=True,
+                                         num_workers=workers, timeout=120 if workers else 0)
+    return [(x.numpy(), y.numpy()) for x, y in loader]
+
+  single, forked = batches(0), batches(2)
+  assert len(single) == len(forked) == -(-len(train) // 64) > 2
+  for (x0, y0), (x1, y1) in zip(single, forked):
+    np.testing.assert_array_equal(x0, x1)
+    np.testing.assert_array_equal(y0, y1)

@@ -279,3 +279,30 @@ def test_given_membership_scores_every_record_with_the_given_train_mean():
   assert rules.result()["num_examples"] == test.sum() < len(idx)
   assert given.result()["num_examples"] == len(idx)
   np.testing.assert_allclose(given.train_mean, 0.25)
+
+
+def test_an_images_array_that_is_not_the_grid_is_refused_naming_both_lengths():
+  predict, render = _oracle(SMALL)
+  test = splits.indices(SMALL, "extrapolation", "test")
+  test_images = render(test)
+  with pytest.raises(ValueError, match=rf"images holds {len(test):,} images, the dsprites grid "
+                                       rf"{SMALL.num_images:,}: .*image_indices=gsgen.splits"):
+    evaluate.evaluate_model(predict, SMALL, "extrapolation", test_images, progress=False)
+  # With their flat indices, a test part's images score as the whole grid's.
+  by_part = evaluate.evaluate_model(predict, SMALL, "extrapolation", test_images,
+                                    image_indices=test, progress=False)
+  whole = evaluate.evaluate_model(predict, SMALL, "extrapolation", render(np.arange(
+      SMALL.num_images)), progress=False)
+  assert by_part == whole and by_part["rsquared"] == pytest.approx(1.0, abs=1e-6)
+  with pytest.raises(ValueError, match=r"flat index 0 is to be scored but is not among "
+                                       r"image_indices"):
+    evaluate.evaluate_model(predict, SMALL, "extrapolation", test_images, image_indices=test,
+                            part="all", progress=False)
+
+
+def test_an_images_function_returning_the_wrong_count_is_named():
+  predict, render = _oracle(SMALL)
+  with pytest.raises(ValueError, match=r"the images function returned 99 images for 100 flat "
+                                       r"indices"):
+    evaluate.evaluate_model(predict, SMALL, "random", lambda idx: render(idx[:-1]),
+                            batch_size=100, progress=False)

@@ -66,6 +66,8 @@ def test_load_a_finished_run_and_score_it_on_another_split(finished):
   workdir, results = finished
   run = runs.load(workdir)
   assert run.config.model == "cnn" and run.step == 4
+  assert repr(run).startswith("Run(dsprites/extrapolation, model=cnn, learner=regression, "
+                              "seed=0, source=procedural, step=4)"), repr(run)
   spec = run.spec
   images = lambda flat: procedural.render_numpy(spec, flat, batch_size=64)
   again = evaluate.evaluate_model(run.predict_fn, spec, "extrapolation", images,

@@ -81,7 +81,7 @@ def test_the_data_layer_imports_nothing_above_it(path):
 def test_the_reader_imports_only_the_shared_vocabulary():
   found = {m for m in imports(PACKAGE / "datasets" / "loader.py") if m.startswith("gsgen")}
   allowed = {"gsgen", "gsgen.specs", "gsgen.datasets", "gsgen.datasets.sources",
-             "gsgen.datasets.records"}
+             "gsgen.datasets.records", "gsgen.datasets.fork_safe"}
   assert found <= allowed, f"loader.py imports {sorted(found - allowed)}"
   writers = ("gsgen.datasets.builders", "gsgen.datasets.prepare", "gsgen.datasets.procedural",
              "gsgen.datasets.render_dsprites", "gsgen.datasets.render_shapes3d",
@@ -89,7 +89,8 @@ def test_the_reader_imports_only_the_shared_vocabulary():
   assert not _violations(found, writers)
 
 
-@pytest.mark.parametrize("name", ["sources.py", "records.py", "npz.py", "pixels.py"])
+@pytest.mark.parametrize("name", ["sources.py", "records.py", "npz.py", "pixels.py",
+                                  "fork_safe.py"])
 def test_the_shared_modules_need_no_tfds_and_no_renderer(name):
   found = imports(PACKAGE / "datasets" / name)
   assert not _violations(found, ("tensorflow_datasets", "tensorflow", "jax",

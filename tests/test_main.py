@@ -78,9 +78,10 @@ def test_short_config_name_works_from_any_directory(tmp_path, capsys, monkeypatc
 
 
 def test_help_lists_every_config_field():
-  # absl's --help exits with status 1 after printing.
-  out = subprocess.run([sys.executable, "-m", "gsgen.main", "--help"], capture_output=True,
-                       text=True, check=False, env=dict(os.environ, JAX_PLATFORMS="cpu")).stdout
+  proc = subprocess.run([sys.executable, "-m", "gsgen.main", "--help"], capture_output=True,
+                        text=True, check=False, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 0  # absl's own --help exits 1
+  out = proc.stdout
   for field in ("--config.optim.learning_rate", "--config.optim.trainable",
                 "--config.model_kwargs.channels", "--config.init_from.workdir",
                 "--config.data.source", "--config.train.batch_size", "--config.eval.max_examples"):

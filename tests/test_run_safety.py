@@ -3,13 +3,20 @@ fields, durable logs, only finite states saved, and every mistake caught before 
 
 import json
 import logging
+import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import jax
+import numpy as np
 import pytest
+from absl import flags
 
+from gsgen import checkpoint
+from gsgen import main as main_lib
 from gsgen import train
 from gsgen import workdir as workdir_lib
 from gsgen.configs import benchmark
@@ -32,6 +39,33 @@ def launch(workdir, *overrides, arg=SMOKE):
   argv = [sys.executable, "-m", "gsgen.main", f"--config=benchmark:{arg}",
           "--config.progress=False", f"--workdir={workdir}", *overrides]
   return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def logged(path, lines):
+  """Whether the metric log at ``path`` has at least ``lines`` lines."""
+  return path.exists() and path.read_text().count("\n") >= lines
+
+
+def final_state(workdir):
+  """``(step, state)`` of the newest checkpoint in ``workdir``."""
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), 1, create=False)
+  step = ckpt.latest_step()
+  state, _ = ckpt.read(step)
+  ckpt.close()
+  return step, state
+
+
+# Long enough that a signal lands mid-run on a loaded machine (a smoke step takes about
+# 0.15 s on 2 cores with 8 fake devices), short enough for seconds per run.
+INTERRUPTED = ("--config.train.steps=40", "--config.train.log_every=1",
+               "--config.train.checkpoint_every=1000")
+GRACE_SECONDS = 30  # what a scheduler gives (Kubernetes' default, SLURM's KillWait)
+
+
+def interrupted_config():
+  config = get_config()
+  config.train.steps, config.train.log_every, config.train.checkpoint_every = 40, 1, 1000
+  return config
 
 
 def wait_for(predicate, proc, timeout=300):
@@ -201,9 +235,136 @@ def test_an_unwritable_checkpoint_folder_is_found_at_start(tmp_path):
 
 
 def test_the_launcher_prints_user_errors_without_a_traceback(tmp_path):
-  proc = launch(tmp_path / "run", "--config.train.batch_size=0")
-  out, err = proc.communicate(timeout=300)
-  assert proc.returncode == 1
-  assert "error: config.train.batch_size must be an integer >= 1; got 0." in err
-  assert "Traceback" not in err
-  assert not (tmp_path / "run").exists()
+  for flag, message in (
+      ("--config.train.batch_size=0", "error: config.train.batch_size must be an integer >= 1; "
+                                      "got 0. (--verbosity=0 shows the traceback)"),
+      ("--config.train.step=10", "error: --config.train.step: config.train has no field "
+                                 "'step'; did you mean 'steps'? its fields: batch_size, "
+                                 "checkpoint_every, log_every, steps.")):
+    proc = launch(tmp_path / "run", flag)
+    out, err = proc.communicate(timeout=300)
+    assert (proc.returncode, err.strip(), out) == (1, message, "")
+    assert not (tmp_path / "run").exists()
+
+
+# Every mistake of the command line: one line on stderr naming the field and what it could
+# be, exit status 1. (Mistakes found once the config is complete are in the list above.)
+MISTAKES = [
+    (["--config=benchmark:preset=smoke", "--config.train.step=10"],
+     "--config.train.step: config.train has no field 'step'; did you mean 'steps'?"),
+    (["--config=benchmark:preset=CPU"],
+     "--config: unknown preset 'CPU'; choose one of cpu, paper, smoke, transfer."),
+    (["--config=benchmark:modle=cnn"],
+     "--config: bad config argument 'modle=cnn': expected key=value with key one of dataset, "),
+    (["--config=benchmark:seed=one"], "--config: seed must be an integer; got seed='one'."),
+    (["--config=benchmark", "--config.trian.steps=3"],
+     "--config.trian.steps: config has no field 'trian'; did you mean 'train'? its fields: "),
+    (["--config=benchmark", "--config.optim.learning_rat=3"],
+     "--config.optim.learning_rat: config.optim has no field 'learning_rat'; did you mean "
+     "'learning_rate'?"),
+    (["--config=benchmark", "--config.readout.optim.nme=sgd"],
+     "--config.readout.optim.nme: config.readout.optim has no field 'nme'; did you mean "
+     "'name'?"),
+    (["--config=benchmark", "--config.train.steps=abc"],
+     "--config.train.steps=abc: expected an integer (the default is 3000)."),
+    (["--config=benchmark", "--config.optim.learning_rate=fast"],
+     "--config.optim.learning_rate=fast: expected a number (the default is 0.001)."),
+    (["--config=benchmark", "--config.progress=maybe"],
+     "--config.progress=maybe: expected true or false (the default is True)."),
+    (["--config=benchmark", "--config.optim=adam"],
+     "--config.optim is a section; set one of its fields: optim.decay_at, "),
+    (["--config=benchmark", "--config.seed.x=1"],
+     "--config.seed.x: config.seed is a value, not a section; set config.seed=VALUE."),
+    (["--config=benchmrk:preset=smoke"], "no packaged config 'benchmrk'; choose one of benchmark"),
+    (["--config=nofile.py"], "--config=nofile.py: no config file 'nofile.py'; use a packaged"),
+    (["--config=benchmark", "--workdirr=x"],
+     "Unknown command line flag 'workdirr'. Did you mean: workdir ?"),
+]
+
+
+@pytest.mark.parametrize("argv,message", MISTAKES, ids=[" ".join(a) for a, _ in MISTAKES])
+def test_every_command_line_mistake_is_one_line_and_exit_status_1(argv, message, capsys,
+                                                                   monkeypatch):
+  flags.FLAGS.unparse_flags()
+  argv = ["gsgen.main", *argv, "--workdir=/nonexistent/run"]
+  monkeypatch.setattr(sys, "argv", argv)  # parse_flags sets it, as absl's parsing reads it
+  with pytest.raises(SystemExit) as exit_:
+    main_lib.parse_flags(argv)
+  err = capsys.readouterr().err
+  assert exit_.value.code == 1
+  assert err.count("\n") == 1 and err.startswith("error: " + message), err
+
+
+
+def test_sigterm_saves_the_step_reached_and_the_resumed_run_equals_an_uninterrupted_one(
+    tmp_path):
+  run = launch(tmp_path / "parts", *INTERRUPTED)
+  wait_for(lambda: logged(tmp_path / "parts" / "metrics.jsonl", 3), run)
+  sent = time.time()
+  run.send_signal(signal.SIGTERM)
+  out, err = run.communicate(timeout=GRACE_SECONDS)
+  assert time.time() - sent < GRACE_SECONDS
+  assert run.returncode == 143, err  # 128 + SIGTERM: schedulers requeue on it
+  assert "Traceback" not in err and not out
+  [line] = [l for l in err.splitlines() if "stopped by" in l]
+  found = re.fullmatch(r"stopped by SIGTERM: saved a checkpoint of step (\d+) of 40; resume "
+                       r"with: python -m gsgen\.main (.*)", line)
+  assert found, line
+  step = int(found[1])
+  assert 3 <= step < 40 and f"--workdir={tmp_path / 'parts'}" in found[2]
+  assert final_state(tmp_path / "parts")[0] == step  # checkpoint_every=1000: saved on the signal
+  assert rows(tmp_path / "parts")[-1]["step"] == step
+  resumed = train.train_and_evaluate(interrupted_config(), str(tmp_path / "parts"))
+  whole = train.train_and_evaluate(interrupted_config(), str(tmp_path / "whole"))
+  (step_a, state_a), (step_b, state_b) = (final_state(tmp_path / "parts"),
+                                          final_state(tmp_path / "whole"))
+  assert step_a == step_b == 40
+  jax.tree.map(np.testing.assert_array_equal, state_a, state_b)
+  assert resumed["test"] == whole["test"]
+  assert [r["loss"] for r in rows(tmp_path / "parts")] == [r["loss"] for r in
+                                                         rows(tmp_path / "whole")]
+
+
+def test_sigint_during_training_saves_and_a_second_signal_stops_at_once(tmp_path):
+  run = launch(tmp_path, "--config.train.steps=100000", "--config.train.log_every=1",
+               "--config.train.checkpoint_every=1000")
+  wait_for(lambda: logged(tmp_path / "metrics.jsonl", 2), run)
+  run.send_signal(signal.SIGINT)
+  out, err = run.communicate(timeout=GRACE_SECONDS)
+  assert run.returncode == 130 and "Traceback" not in err, err
+  assert re.search(r"stopped by SIGINT: saved a checkpoint of step \d+ of 100000; resume", err)
+  # A second signal while the first is being handled acts as without the handlers: SIGTERM
+  # ends the process at once, SIGINT raises KeyboardInterrupt.
+  script = """if True:
+      import os, signal, sys, time
+      from gsgen import workdir
+      signum = getattr(signal, sys.argv[1])
+      with workdir.stop_signals() as stop:
+        os.kill(os.getpid(), signum)
+        time.sleep(0.2)
+        print("first", stop.signum, flush=True)
+        try:
+          os.kill(os.getpid(), signum)
+          time.sleep(30)
+        except KeyboardInterrupt:
+          print("second: KeyboardInterrupt", flush=True)
+      print("handlers restored", signal.getsignal(signum) in (signal.SIG_DFL,
+                                                               signal.default_int_handler))
+      """
+  for name, code, out in (("SIGTERM", -signal.SIGTERM, "first 15\n"),
+                          ("SIGINT", 0, "first 2\nsecond: KeyboardInterrupt\n"
+                                        "handlers restored True\n")):
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-c", script, name], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert (proc.returncode, proc.stdout) == (code, out), proc.stderr
+    assert time.time() - start < 20
+
+
+def test_a_signal_during_the_evaluation_stops_at_once_naming_the_saved_last_step():
+  stop = workdir_lib.StopRequest()
+  stop.training_saved(40, 40)  # everything trained is on disk
+  with pytest.raises(workdir_lib.Interrupted, match="stopped by SIGTERM during the evaluation; "
+                                                   "training is saved to its last step, 40") as e:
+    stop._handle(signal.SIGTERM, None)  # pylint: disable=protected-access
+  assert e.value.exit_status == 143 and e.value.evaluating

@@ -3,16 +3,24 @@ finished study, a partial report; and what identifies a cell."""
 
 import csv
 import dataclasses
+import json
 import os
+import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
 
+import jax
+import numpy as np
 import pytest
+from test_run_safety import final_state
 
 from gsgen import study as study_lib
+from gsgen.study import __main__ as cli
+from gsgen.study import figures
 from gsgen.study import report
 from gsgen.study import runner
 
@@ -53,6 +61,35 @@ def test_the_smoke_study_runs_end_to_end_with_local_workers(finished):
   cell = os.path.join(workdir, SMOKE.cells()[0].name, "tensorboard")
   assert any(b"test/rsquared" in open(os.path.join(cell, f), "rb").read()
              for f in os.listdir(cell))
+
+
+def modes(folder):
+  """``{path: mode}`` of every file and folder under ``folder``."""
+  out = {}
+  for root, dirs, files in os.walk(folder):
+    for name in dirs + files:
+      path = os.path.join(root, name)
+      out[os.path.relpath(path, folder)] = stat.S_IMODE(os.lstat(path).st_mode)
+  return out
+
+
+def test_everything_a_study_and_its_runs_write_has_the_modes_of_the_umask(finished):
+  """Results are for collaborators too: no file is private to its writer (mkstemp's 0600
+  was the default of the atomically written ones)."""
+  workdir, _, _ = finished
+  umask = os.umask(0o022)
+  os.umask(umask)
+  written = modes(workdir)
+  names = {os.path.basename(p) for p in written}
+  for name in ("study.json", "results.csv", "leaderboard.md", "claims.md", "results.json",
+               "config.json", "metrics.jsonl", "log.txt", "run.lock", "figures"):
+    assert name in names, name
+  wrong = {p: oct(m) for p, m in written.items()
+           if m != (0o777 if os.path.isdir(os.path.join(workdir, p)) else 0o666) & ~umask
+           and p.split(os.sep)[-1] != "run.lock"}
+  assert not wrong, wrong
+  # The lock holds only a pid and a host; it is created 0644 (before the umask).
+  assert all(m == 0o644 & ~umask for p, m in written.items() if p.endswith("run.lock"))
 
 
 def test_a_second_run_does_nothing_and_says_so(finished):
@@ -152,3 +189,121 @@ def test_seeds_of_a_cell_train_as_replicas_of_one_program(tmp_path):
       "test.rsquared"]
   assert runner.run(study, str(tmp_path / "run"), seeds_per_program=2,
                     print_fn=lines.append)["done"] == []
+
+
+def test_sigterm_stops_two_running_cells_at_saved_steps_and_the_rerun_equals_a_whole_study(
+    tmp_path):
+  """Two cells running at once; SIGTERM to the runner reaches both, each saves its step, the
+  runner names where each stopped and exits 143; the rerun finishes both, bitwise equal to an
+  uninterrupted study."""
+  (tmp_path / "two.py").write_text(
+      'STUDY = {"name": "two", "preset": "smoke", "datasets": ("dsprites",), '
+      '"splits": ("random", "extrapolation"), "seeds": (0,), '
+      '"approaches": {"cnn": {"model": "cnn"}}, "overrides": {"train.steps": 40, '
+      '"train.log_every": 1, "train.checkpoint_every": 1000}}\n')
+  study = study_lib.load(str(tmp_path / "two.py"))
+  parts = tmp_path / "parts"
+  proc = subprocess.Popen([sys.executable, "-m", "gsgen.study", "run",
+                           f"--study={tmp_path / 'two.py'}", f"--workdir={parts}", "--jobs=2",
+                           "--no_report", "--grace_seconds=30"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  logs = [parts / c.name / "metrics.jsonl" for c in study.cells()]
+  start = time.time()
+  while not all(p.exists() and p.read_text().count("\n") >= 3 for p in logs):
+    assert proc.poll() is None and time.time() - start < 300, proc.communicate()
+    time.sleep(0.2)
+  sent = time.time()
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=60)
+  assert time.time() - sent < 35
+  assert proc.returncode == 143, out
+  assert "Traceback" not in out
+  for cell in study.cells():
+    step = runner.saved_step(str(parts / cell.name))
+    assert 3 <= step < 40, out
+    assert f"stopped {cell.name} at step {step} (exit 143)" in out
+    assert not (parts / cell.name / "results.json").exists()
+  assert runner.run(study, str(parts), jobs=2, print_fn=lambda _: None)["failed"] == {}
+  runner.run(study, str(tmp_path / "whole"), jobs=2, print_fn=lambda _: None)
+  for cell in study.cells():
+    (step_a, a), (step_b, b) = (final_state(parts / cell.name),
+                                final_state(tmp_path / "whole" / cell.name))
+    assert step_a == step_b == 40
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    results = [json.loads((d / cell.name / "results.json").read_text())
+               for d in (parts, tmp_path / "whole")]
+    assert results[0]["test"] == results[1]["test"]
+
+
+STUDY_MISTAKES = [
+    ("syntax", 'STUDY = {"name": "x",\n', r"study file .*syntax.py, line 1: '\{' was never "
+                                          r"closed\."),
+    ("no_study", "STUDIES = {}\n", r"study file .*no_study.py must define STUDY, a dict with "
+                                   r"keys name, datasets, splits"),
+    ("unknown_key", {"presett": "smoke"}, r"STUDY has unknown keys \['presett'\]; its keys: "),
+    ("missing_key", {"datasets": None}, r"STUDY lacks \['datasets'\]; its keys: "),
+    ("a_string", {"datasets": "dsprites"}, r"STUDY\['datasets'\] must be a tuple; got "
+                                           r"'dsprites'\."),
+    ("dataset", {"datasets": ("dsprite",)}, r"study x, cell dsprite-random-cnn-smoke-seed0: "
+                                            r"unknown dataset 'dsprite'; choose one of "),
+    ("model", {"approaches": {"cnn": {"model": "cnnn"}}}, r"unknown model 'cnnn'"),
+    ("approach_key", {"approaches": {"cnn": {"modle": "cnn"}}},
+     r"approach 'cnn' has unknown keys \['modle'\]; its keys: model, learner"),
+    ("preset", {"preset": "CPU"}, r"unknown preset 'CPU'; choose one of cpu, paper, smoke"),
+    ("override", {"overrides": {"train.step": 3}},
+     r"config.train has no field 'step'; did you mean 'steps'\?"),
+    ("override_type", {"overrides": {"train.steps": "ten"}},
+     r"config.train.steps=ten: expected an integer \(the default is 4\)\."),
+]
+
+
+@pytest.mark.parametrize("name,content,message", STUDY_MISTAKES,
+                         ids=[m[0] for m in STUDY_MISTAKES])
+def test_a_bad_study_file_is_one_line_and_exit_status_1(name, content, message, tmp_path,
+                                                        capsys):
+  if isinstance(content, dict):
+    study = {"name": "x", "preset": "smoke", "datasets": ("dsprites",), "splits": ("random",),
+             "seeds": (0,), "approaches": {"cnn": {}}, **content}
+    content = f"STUDY = {({k: v for k, v in study.items() if v is not None})!r}\n"
+  (tmp_path / f"{name}.py").write_text(content)
+  code = cli.main(["run", f"--study={tmp_path / name}.py", f"--workdir={tmp_path / 'w'}"])
+  err = capsys.readouterr().err
+  assert code == 1 and err.count("\n") == 1 and re.match("error: .*" + message, err), err
+  assert not (tmp_path / "w").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "--workdir=w"], "error: the following arguments are required: --study"),
+    (["rnu"], "error: argument command: invalid choice: 'rnu'"),
+    (["run", "--study=smoke", "--workdir=w", "--jobs=two"], "error: argument --jobs: invalid "
+                                                           "int value: 'two'"),
+    (["run", "--study=smoke", "--workdir=w", "--executor=slurm"],
+     "error: argument --executor: invalid choice: 'slurm'"),
+    (["run", "--study=tiny", "--workdir=w"], "error: no study 'tiny'"),
+    (["report", "--workdir=nowhere"], "error: nowhere holds no study (no study.json)"),
+])
+def test_every_study_command_line_mistake_is_one_line_and_exit_status_1(argv, message, capsys):
+  try:
+    code = cli.main(argv)
+  except SystemExit as e:  # argparse's own mistakes
+    code = e.code
+  err = capsys.readouterr().err
+  assert code == 1 and err.count("\n") == 1 and err.startswith(message), err
+  with pytest.raises(SystemExit) as help_:
+    cli.main(["--help"])
+  assert help_.value.code == 0
+
+
+def test_the_modularity_figure_draws_and_counts_the_points_below_its_axis(tmp_path,
+                                                                          monkeypatch):
+  saved = []
+  monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+  rows = [{"dataset": "dsprites", "split": "extrapolation", "approach": "cnn",
+           "test.modularity.x.rsquared_ood": -3.0, "test.modularity.x.rsquared_id_split_factors":
+           0.5, "test.modularity.y.rsquared_ood": 0.2,
+           "test.modularity.y.rsquared_id_split_factors": 0.4}]
+  figures.modularity_figure(rows, str(tmp_path / "3.png"))
+  ax = saved[0].axes[0]
+  assert "1 of 2 points below R² -1, drawn at it" in ax.get_title()
+  drawn = np.concatenate([c.get_offsets() for c in ax.collections])
+  assert sorted(map(tuple, drawn.tolist())) == [(-1.0, 0.5), (0.2, 0.4)]

@@ -58,6 +58,15 @@ class _GsgenBuilder(tfds.core.GeneratorBasedBuilder):
     kwargs.setdefault("file_format", "array_record")
     super().__init__(**kwargs)
 
+  # TFDS announces "Downloading and preparing"; nothing is downloaded here (the images are
+  # rendered, or read from files the user placed), so say what happens.
+  def _log_download_bytes(self) -> None:
+    print(f"Preparing {self.DATASET} ({self.builder_config.name}, nothing is downloaded) to "
+          f"{self.data_dir} ...")
+
+  def _log_download_done(self) -> None:
+    print(f"Prepared {self.DATASET} ({self.builder_config.name}) in {self.data_dir}.")
+
   @property
   def data(self) -> sources.DataSource:
     """The data source this builder's config writes."""

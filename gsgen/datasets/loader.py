@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from gsgen import specs as specs_lib
+from gsgen.datasets import fork_safe
 from gsgen.datasets import records as records_lib
 from gsgen.datasets import sources
 
@@ -38,17 +39,26 @@ class PreparedDataError(ValueError):
 
 
 class _Reader:
-  """Prepared TFDS records read by index; any read failure becomes a `PreparedDataError`."""
+  """Prepared TFDS records read by index; any read failure becomes a `PreparedDataError`.
 
-  def __init__(self, records, data: sources.DataSource, folder: pathlib.Path, fix: str):
+  array_record readers hold native threads that do not survive a fork (a DataLoader worker
+  reading through them crashes), so a forked process reads through `fork_safe.call`.
+  """
+
+  def __init__(self, records, data: sources.DataSource, folder: pathlib.Path, fix: str,
+               part: str):
     self._records, self._data, self._folder, self._fix = records, data, folder, fix
+    self._part, self._len = part, len(records)
 
   def __len__(self) -> int:
-    return len(self._records)
+    return self._len
 
   def rows(self, indices) -> list[dict]:
+    indices = [int(i) for i in indices]
     try:
-      return self._records.__getitems__([int(i) for i in indices])
+      if fork_safe.forked():
+        return fork_safe.call(_read_rows, os.fspath(self._folder), self._part, indices)
+      return self._records.__getitems__(indices)
     except (RuntimeError, OSError, ValueError) as e:
       # array_record reports a damaged file as a bare Riegeli hash mismatch.
       raise PreparedDataError(
@@ -59,6 +69,16 @@ class _Reader:
   def read_rows(self, indices) -> np.ndarray:
     """Images of sorted unique record ids, for `records.ImageView`."""
     return np.stack([r["image"] for r in self.rows(indices)])
+
+
+_OPENED = {}  # (folder, part) -> records, in the fork_safe helper process
+
+
+def _read_rows(folder: str, part: str, indices: list[int]) -> list[dict]:
+  """Rows of prepared records, opened once per process (run by `fork_safe.call`)."""
+  if (folder, part) not in _OPENED:
+    _OPENED[folder, part] = tfds.builder_from_directory(folder).as_data_source()[part]
+  return _OPENED[folder, part].__getitems__(indices)
 
 
 def load(name, source: str | sources.DataSource = "procedural",
@@ -96,7 +116,7 @@ def load(name, source: str | sources.DataSource = "procedural",
   tfds_records = tfds.builder_from_directory(os.fspath(version_dir)).as_data_source()[part]
   grid = sources.prepared_grid(spec, tfds_records.dataset_info.features)
   fix = data.prepare_command(data_dir, None if grid.sizes == spec.sizes else grid.sizes)
-  reader = _Reader(tfds_records, data, version_dir, fix)
+  reader = _Reader(tfds_records, data, version_dir, fix, part)
   if data.kind == "benchmark":
     indices = _record_indices(grid, reader, version_dir, part)
   else:

@@ -30,6 +30,8 @@ from gsgen.models import latent
 SHOWN = 8  # test images shown with their reconstructions
 RANGE_IMAGES = 256  # test images whose posterior means set each latent's range
 STEPS = 9  # values per traversal row
+# Below this many representation steps a VAE has not left its initialisation: the titles say so.
+FEW_STEPS = 100
 
 
 def test_images(source, count: int, seed: int) -> np.ndarray:
@@ -114,7 +116,10 @@ def write(model: latent.VAE, source, workdir: str, config) -> dict[str, str]:
   z = model.encoding_size
   mean, logvar = posterior[:, :z], posterior[:, z:]
   recon = _jitted(model, lambda m, c: jax.nn.sigmoid(m.decode(c)))(mean[:SHOWN])
-  name = f"{source.spec.name}/{config.split}/{config.learner}/seed{config.seed}"
+  name = (f"{source.spec.name}/{config.split}/{config.learner}/seed{config.seed}, "
+          f"{config.train.steps:,} steps")
+  if config.train.steps < FEW_STEPS:  # the smoke preset's 4: say why the pictures are noise
+    name += " (too few to learn: noise)"
   files = {"reconstructions": "reconstructions.png", "traversals": "traversals.png"}
   shown = len(recon)
   _save(_mosaic(np.stack([images[:shown], recon])), ["test", "recon."],

@@ -125,14 +125,36 @@ class Study:
   source: str = "procedural"
   overrides: dict = dataclasses.field(default_factory=dict)
 
+  def check(self) -> None:
+    """Checks every cell's config as the launcher would, before anything runs.
+
+    Raises:
+      ValueError: naming the study, the cell and the field (an unknown dataset, split,
+        model, learner or preset; an override of an unknown field or of the wrong type).
+    """
+    from gsgen import configs  # pylint: disable=g-import-not-at-top
+    from gsgen import validate  # pylint: disable=g-import-not-at-top
+    for cell in self.cells():
+      try:
+        config = benchmark.get_config(cell.config_arg())
+        for field, value in cell.overrides:
+          configs.check_override(config, field, _text(value))
+        # The batch sizes' multiple of the device count is the cell's own check.
+        validate.config(cell.config(), num_devices=1)
+      except FileNotFoundError:
+        pass  # a missing weight file fails that cell alone, as any failing cell does
+      except ValueError as e:
+        raise ValueError(f"study {self.name}, cell {cell.name}: {e}") from None
+
   def cells(self) -> list[Cell]:
     """Every cell, in a fixed order (approach, dataset, split, seed)."""
     out = []
     for approach, spec in self.approaches.items():
-      unknown = set(spec) - {"model", "learner", "group", "preset", "overrides", "datasets"}
+      keys = ("model", "learner", "group", "preset", "overrides", "datasets")
+      unknown = set(spec) - set(keys)
       if unknown:
         raise ValueError(f"study {self.name}: approach {approach!r} has unknown keys "
-                         f"{sorted(unknown)}.")
+                         f"{sorted(unknown)}; its keys: {', '.join(keys)}.")
       group = spec.get("group", "supervised")
       if group not in GROUPS:
         raise ValueError(f"study {self.name}: approach {approach!r} has group {group!r}; "
@@ -164,11 +186,37 @@ def load(name_or_path: str) -> Study:
   spec = importlib.util.spec_from_file_location(f"gsgen_study_{os.path.basename(path)[:-3]}",
                                                 path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  fields = dict(module.STUDY)
+  try:
+    spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise ValueError(f"study file {path}, line {e.lineno}: {e.msg}.") from None
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"study file {path} fails when run: {type(e).__name__}: {e}.") from None
+  fields = getattr(module, "STUDY", None)
+  if not isinstance(fields, dict):
+    raise ValueError(f"study file {path} must define STUDY, a dict with keys "
+                     f"{', '.join(STUDY_KEYS)} (see experiments/studies/smoke.py).")
+  required = [f.name for f in dataclasses.fields(Study)
+              if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+  unknown = sorted(set(fields) - set(STUDY_KEYS))
+  missing = [k for k in required if k not in fields]
+  if unknown or missing:
+    raise ValueError(f"study file {path}: STUDY " + "; ".join(
+        ([f"has unknown keys {unknown}"] if unknown else []) +
+        ([f"lacks {missing}"] if missing else [])) + f"; its keys: {', '.join(STUDY_KEYS)}.")
+  fields = dict(fields)
   for key in ("datasets", "splits", "seeds"):
+    if isinstance(fields[key], str) or not hasattr(fields[key], "__iter__"):
+      raise ValueError(f"study file {path}: STUDY[{key!r}] must be a tuple; got "
+                       f"{fields[key]!r}.")
     fields[key] = tuple(fields[key])
+  if not isinstance(fields["approaches"], dict):
+    raise ValueError(f"study file {path}: STUDY['approaches'] must be a dict of approach name "
+                     f"-> {{'model': ..., 'learner': ...}}; got {fields['approaches']!r}.")
   return Study(**fields)
+
+
+STUDY_KEYS = tuple(f.name for f in dataclasses.fields(Study))
 
 
 def write_manifest(study: Study, workdir: str) -> None:

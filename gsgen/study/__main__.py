@@ -7,6 +7,10 @@ Synopsis::
       --address=auto --gpus_per_cell=0.25
   python -m gsgen.study report --workdir=workdirs/study
   python -m gsgen.study list --study=paper
+
+A mistake (a missing flag, an unknown study, a bad study file) prints one line and exits 1.
+SIGTERM or SIGINT stops the running cells at their next step (see `gsgen.study.runner`) and
+exits 128 + the signal number (143 for SIGTERM): rerun the same command to resume.
 """
 
 from __future__ import annotations
@@ -19,9 +23,16 @@ from gsgen.study import report
 from gsgen.study import runner
 
 
+class _Parser(argparse.ArgumentParser):
+  """argparse, with a usage mistake as one line and exit status 1 (argparse: usage, 2)."""
+
+  def error(self, message):
+    print(f"error: {message} ({self.prog} --help lists the flags)", file=sys.stderr)
+    sys.exit(1)
+
+
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m gsgen.study",
-                                   description=__doc__.split("\n")[0])
+  parser = _Parser(prog="python -m gsgen.study", description=__doc__.split("\n")[0])
   sub = parser.add_subparsers(dest="command", required=True)
   run = sub.add_parser("run", help="train every unfinished cell, then write the report")
   run.add_argument("--study", required=True, help="smoke, cpu, paper, or a study file")
@@ -34,6 +45,8 @@ def main(argv=None) -> int:
                    help="Ray: the GPU share of a cell (0.25 packs four on one GPU)")
   run.add_argument("--seeds_per_program", type=int, default=1,
                    help="train up to N consecutive seeds of a cell as replicas of one program")
+  run.add_argument("--grace_seconds", type=float, default=25.0,
+                   help="after SIGTERM/SIGINT, how long to wait for the cells' checkpoints")
   run.add_argument("--no_report", action="store_true", help="skip the report at the end")
   rep = sub.add_parser("report", help="results.csv, leaderboard.md, claims.md and figures/")
   rep.add_argument("--workdir", required=True)
@@ -43,7 +56,9 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   try:
     if args.command == "list":
-      for cell in study_lib.load(args.study).cells():
+      study = study_lib.load(args.study)
+      study.check()
+      for cell in study.cells():
         print(cell.name)
       return 0
     if args.command == "report":
@@ -52,13 +67,16 @@ def main(argv=None) -> int:
     summary = runner.run(study_lib.load(args.study), args.workdir, jobs=args.jobs,
                          retries=args.retries, executor=args.executor, address=args.address,
                          gpus_per_cell=args.gpus_per_cell,
-                         seeds_per_program=args.seeds_per_program)
+                         seeds_per_program=args.seeds_per_program,
+                         grace_seconds=args.grace_seconds)
+    if "signal" in summary:
+      return 128 + summary["signal"]
     if not args.no_report:
       report.write_all(args.workdir)
     return 1 if summary["failed"] else 0
   except (ValueError, FileNotFoundError, ImportError) as e:
     print(f"error: {e}", file=sys.stderr)
-    return 2
+    return 1
 
 
 if __name__ == "__main__":

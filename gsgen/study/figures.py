@@ -30,6 +30,8 @@ from gsgen.study import report  # pylint: disable=wrong-import-position
 
 SPLIT_ORDER = ("random", "composition", "interpolation", "extrapolation")
 _DPI = 80
+# The lower edge of the R² axes of the modularity figure (R² is unbounded below).
+_R2_FLOOR = -1.0
 
 
 def _two_factors(spec) -> tuple[int, int]:
@@ -87,19 +89,31 @@ def modularity_figure(rows, path: str) -> str:
   fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.4), dpi=_DPI,
                            squeeze=False)
   for ax, dataset in zip(axes[0], datasets):
+    clipped = total = 0
     for r in rows:
       if r["dataset"] != dataset or r["split"] != "extrapolation":
         continue
       ood = [v for k, v in r.items() if k.endswith(".rsquared_ood") and v is not None]
       ind = [v for k, v in r.items()
              if k.endswith(".rsquared_id_split_factors") and v is not None]
-      if ood:
-        ax.scatter(ood, ind, s=18, label=r["approach"])
+      if not ood:
+        continue
+      # R² is unbounded below: points under the axis' -1 are drawn on its edge as
+      # triangles, and counted in the title, rather than left out of the picture.
+      xy = np.array([ood, ind], float)
+      low = np.any(xy < _R2_FLOOR, axis=0)
+      xy = np.maximum(xy, _R2_FLOOR)
+      color = ax.scatter(xy[0][~low], xy[1][~low], s=18, label=r["approach"]).get_facecolor()
+      if low.any():
+        ax.scatter(xy[0][low], xy[1][low], s=30, marker="v", color=color)
+      clipped, total = clipped + int(low.sum()), total + len(ood)
     ax.plot([-1, 1], [-1, 1], color="k", lw=0.5)
-    ax.set_xlim(-1, 1)
-    ax.set_ylim(-1, 1)
+    ax.set_xlim(_R2_FLOOR - 0.05, 1)
+    ax.set_ylim(_R2_FLOOR - 0.05, 1)
     ax.set_xlabel("R² of the OOD factor")
-    ax.set_title(f"{dataset} extrapolation")
+    ax.set_title(f"{dataset} extrapolation" + (
+        f"\n{clipped} of {total} points below R² {_R2_FLOOR:g}, drawn at it (▼)"
+        if clipped else ""), fontsize=9 if clipped else None)
   axes[0][0].set_ylabel("R² of the other split factors")
   _dedupe_legend(axes[0][-1])
   return _save(fig, path)

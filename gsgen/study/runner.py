@@ -10,6 +10,12 @@ Synopsis::
 Every cell is one ``python -m gsgen.main`` process in its own workdir, so a lost worker costs
 only the steps since its cell's last checkpoint: the next attempt resumes there. Finished
 cells are skipped; a failing cell is retried, then reported, and never stops the others.
+
+SIGTERM or SIGINT to the runner is passed on to every running cell (each in its own session,
+so a Ctrl-C at the terminal reaches a cell only through the runner, once); each cell saves
+the step it reached, and the runner waits up to ``grace_seconds`` for them, reports which
+cell stopped where, and returns (the command line exits 128 + the signal number). Cells
+still running after the grace period are killed and resume from their last checkpoint.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import collections
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Callable
 
@@ -106,14 +114,42 @@ def is_finished(cell: Cell, workdir: str) -> bool:
   return ignore(saved) == ignore(want)
 
 
-def _attempt(argv: list[str], log_path: str, env: dict | None = None) -> int:
-  """Runs one attempt of a cell, appending its output to the cell's log; the exit code."""
+def _attempt(argv: list[str], log_path: str, env: dict | None = None,
+             started: Callable[[subprocess.Popen], None] | None = None) -> int:
+  """Runs one attempt of a cell, appending its output to the cell's log; the exit code.
+
+  The cell runs in its own session, so only the runner passes signals on to it. A
+  KeyboardInterrupt here (Ray cancelling the task) is passed on as SIGTERM, and the cell's
+  exit awaited.
+
+  Args:
+    argv, log_path, env: the command, its log file and extra environment variables.
+    started: called with the process once it runs (the runner signals it from there).
+  """
   os.makedirs(os.path.dirname(log_path), exist_ok=True)
   with open(log_path, "a") as log:
     log.write(f"\n$ {' '.join(argv)}\n")
     log.flush()
-    return subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False,
-                          env={**os.environ, **(env or {})}).returncode
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+    if started is not None:
+      started(proc)
+    try:
+      while True:  # short waits: Ray delivers its cancellation between Python instructions
+        try:
+          return proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+          pass
+    except KeyboardInterrupt:
+      proc.send_signal(signal.SIGTERM)
+      return proc.wait()
+
+
+def saved_step(cell_dir: str) -> int | None:
+  """The newest checkpoint step in a cell's workdir, or None."""
+  folder = os.path.join(cell_dir, "checkpoints")
+  steps = [int(n) for n in os.listdir(folder) if n.isdigit()] if os.path.isdir(folder) else []
+  return max(steps, default=None)
 
 
 def _shared_device_env(share: float) -> dict:
@@ -148,8 +184,9 @@ class _Progress:
 
 def run(study: Study, workdir: str, *, jobs: int = 1, retries: int = 2,
         executor: str = "local", address: str | None = None, gpus_per_cell: float = 0.0,
-        seeds_per_program: int = 1, print_fn: Callable[[str], None] = print) -> dict:
-  """Runs every unfinished cell of ``study``.
+        seeds_per_program: int = 1, grace_seconds: float = 25.0,
+        print_fn: Callable[[str], None] = print) -> dict:
+  """Runs every unfinished cell of ``study``; SIGTERM/SIGINT stop it (module docstring).
 
   Args:
     study: the study.
@@ -161,13 +198,16 @@ def run(study: Study, workdir: str, *, jobs: int = 1, retries: int = 2,
     gpus_per_cell: Ray's GPU share per process (0.25 packs four on one GPU).
     seeds_per_program: train up to this many consecutive seeds of a cell as replicas of
       one program (``config.num_seeds``); each seed's results still land in its own cell.
+    grace_seconds: after a stop signal, how long to wait for the cells' checkpoints.
     print_fn: where progress lines go.
 
   Returns:
-    ``{"done": [names], "skipped": [names], "failed": {name: exit code}}``.
+    ``{"done": [names], "skipped": [names], "failed": {name: exit code}}``, and after a stop
+    signal ``"stopped"``: ``{unit name: saved step or None}`` and ``"signal"``: its number.
   """
   if executor not in EXECUTORS:
     raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}.")
+  study.check()
   write_manifest(study, workdir)
   cells = study.cells()
   todo = [c for c in cells if not is_finished(c, workdir)]
@@ -186,38 +226,80 @@ def run(study: Study, workdir: str, *, jobs: int = 1, retries: int = 2,
   done, failed = [], {}
   queue = collections.deque(units(todo, seeds_per_program))
   running = {}
-  while queue or running:
-    while queue and submit.has_room(len(running)):
-      unit = queue.popleft()
-      attempts[unit] += 1
-      running[unit] = (submit(command(unit, workdir),
-                              os.path.join(workdir, unit.name, "log.txt")), time.time())
-    finished = submit.wait([handle for handle, _ in running.values()])
-    for unit, (handle, start) in list(running.items()):
-      if handle not in finished:
-        continue
-      code = finished[handle]
-      del running[unit]
-      if code == 0:
-        _hand_out(unit, workdir)
-        done += [c.name for c in unit.cells]
-        progress.done += len(unit.cells)
-        progress.durations += [(time.time() - start) / len(unit.cells)] * len(unit.cells)
-        print_fn(f"done   {unit.name} ({time.time() - start:.0f} s)  "
-                 f"{progress.line(len(running))}")
-      elif attempts[unit] <= retries:
-        print_fn(f"retry  {unit.name} (exit {code}, attempt {attempts[unit]} of "
-                 f"{retries + 1}); it resumes from its last checkpoint")
-        queue.append(unit)
-      else:
-        for c in unit.cells:
-          failed[c.name] = code
-        progress.failed += len(unit.cells)
-        print_fn(f"FAILED {unit.name} (exit {code}; see {os.path.join(workdir, unit.name)}/"
-                 f"log.txt)  {progress.line(len(running))}")
+  with workdir_lib.stop_signals() as stop:
+    while queue or running:
+      while queue and submit.has_room(len(running)) and stop.signum is None:
+        unit = queue.popleft()
+        attempts[unit] += 1
+        running[unit] = (submit(command(unit, workdir),
+                                os.path.join(workdir, unit.name, "log.txt")), time.time())
+      if stop.signum is not None:
+        return _stop(stop.signum, running, submit, workdir, grace_seconds, print_fn,
+                     {"done": done, "skipped": skipped, "failed": failed})
+      finished = submit.wait([handle for handle, _ in running.values()], timeout=0.5)
+      _collect(finished, running, attempts, retries, queue, done, failed, progress, workdir,
+               print_fn)
   print_fn(f"study {study.name}: {len(done)} cells run, {len(skipped)} were finished, "
            f"{len(failed)} failed" + (f": {', '.join(failed)}" if failed else "") + ".")
   return {"done": done, "skipped": skipped, "failed": failed}
+
+
+def _collect(finished, running, attempts, retries, queue, done, failed, progress, workdir,
+             print_fn):
+  """Books the units whose attempt ended: done, queued again, or failed."""
+  for unit, (handle, start) in list(running.items()):
+    if handle not in finished:
+      continue
+    code = finished[handle]
+    del running[unit]
+    if code == 0:
+      _hand_out(unit, workdir)
+      done += [c.name for c in unit.cells]
+      progress.done += len(unit.cells)
+      progress.durations += [(time.time() - start) / len(unit.cells)] * len(unit.cells)
+      print_fn(f"done   {unit.name} ({time.time() - start:.0f} s)  "
+               f"{progress.line(len(running))}")
+    elif attempts[unit] <= retries:
+      print_fn(f"retry  {unit.name} (exit {code}, attempt {attempts[unit]} of "
+               f"{retries + 1}); it resumes from its last checkpoint")
+      queue.append(unit)
+    else:
+      for c in unit.cells:
+        failed[c.name] = code
+      progress.failed += len(unit.cells)
+      print_fn(f"FAILED {unit.name} (exit {code}; see {os.path.join(workdir, unit.name)}/"
+               f"log.txt)  {progress.line(len(running))}")
+
+
+def _stop(signum, running, submit, workdir, grace_seconds, print_fn, summary) -> dict:
+  """Passes a stop signal on to the running units, waits for them, says where each stopped."""
+  name = signal.Signals(signum).name
+  print_fn(f"{name}: stopping {len(running)} running cell(s); waiting up to "
+           f"{grace_seconds:g} s for their checkpoints")
+  handles = {handle: unit for unit, (handle, _) in running.items()}
+  for handle in handles:
+    submit.signal(handle, signum)
+  ended, deadline = {}, time.time() + grace_seconds
+  while len(ended) < len(handles) and time.time() < deadline:
+    ended.update(submit.wait([h for h in handles if h not in ended],
+                             timeout=max(deadline - time.time(), 0.01)))
+  stopped = {}
+  for handle, unit in handles.items():
+    code = ended.get(handle)
+    if code == 0:
+      _hand_out(unit, workdir)
+      summary["done"] += [c.name for c in unit.cells]
+      print_fn(f"done    {unit.name} (it finished before it saw the signal)")
+      continue
+    if code is None:
+      submit.kill(handle)
+    step = stopped[unit.name] = saved_step(os.path.join(workdir, unit.name))
+    where = f"step {step}" if step is not None else "no checkpoint yet"
+    print_fn(f"stopped {unit.name} at {where} (exit {code})" if code is not None else
+             f"killed  {unit.name} after {grace_seconds:g} s without a checkpoint of its "
+             f"last step; it resumes from {where}")
+  print_fn(f"{name}: the study stopped; rerun the same command to resume every cell.")
+  return {**summary, "stopped": stopped, "signal": signum}
 
 
 class _local_pool:  # pylint: disable=invalid-name
@@ -227,16 +309,45 @@ class _local_pool:  # pylint: disable=invalid-name
     import concurrent.futures  # pylint: disable=g-import-not-at-top
     self._pool = concurrent.futures.ThreadPoolExecutor(max(jobs, 1))
     self._jobs, self._env = max(jobs, 1), env
+    self._procs, self._lock = {}, threading.Lock()
 
   def has_room(self, running: int) -> bool:
     return running < self._jobs
 
   def __call__(self, argv, log_path):
-    return self._pool.submit(_attempt, argv, log_path, self._env)
+    box = {}
+    started = threading.Event()
 
-  def wait(self, handles) -> dict:
+    def remember(proc):
+      with self._lock:
+        box["proc"] = proc
+      started.set()
+
+    future = self._pool.submit(_attempt, argv, log_path, self._env, remember)
+    with self._lock:
+      self._procs[future] = (box, started)
+    return future
+
+  def _proc(self, handle):
+    box, started = self._procs[handle]
+    started.wait(5)  # submitted a moment ago: its process is about to start
+    return box.get("proc")
+
+  def signal(self, handle, signum) -> None:
+    proc = self._proc(handle)
+    if proc is not None and proc.poll() is None:
+      proc.send_signal(signum)
+
+  def kill(self, handle) -> None:
+    proc = self._proc(handle)
+    if proc is not None and proc.poll() is None:
+      proc.kill()
+      proc.wait()
+
+  def wait(self, handles, timeout=None) -> dict:
     import concurrent.futures  # pylint: disable=g-import-not-at-top
-    done, _ = concurrent.futures.wait(handles, return_when=concurrent.futures.FIRST_COMPLETED)
+    done, _ = concurrent.futures.wait(handles, timeout=timeout,
+                                      return_when=concurrent.futures.FIRST_COMPLETED)
     return {h: h.result() for h in done}
 
 
@@ -261,6 +372,20 @@ class _ray_pool:  # pylint: disable=invalid-name
   def __call__(self, argv, log_path):
     return self._task.remote(argv, log_path, self._env)
 
-  def wait(self, handles) -> dict:
-    ready, _ = self._ray.wait(list(handles), num_returns=1)
-    return {h: self._ray.get(h) for h in ready}
+  def signal(self, handle, signum) -> None:
+    """Ray can only cancel: `_attempt` turns that into SIGTERM to its cell."""
+    del signum
+    self._ray.cancel(handle, force=False)
+
+  def kill(self, handle) -> None:
+    self._ray.cancel(handle, force=True)
+
+  def wait(self, handles, timeout=None) -> dict:
+    ready, _ = self._ray.wait(list(handles), num_returns=1, timeout=timeout)
+    return {h: self._result(h) for h in ready}
+
+  def _result(self, handle) -> int:
+    try:
+      return self._ray.get(handle)
+    except self._ray.exceptions.TaskCancelledError:
+      return 128 + signal.SIGTERM  # the cell was told to stop and saved its step
