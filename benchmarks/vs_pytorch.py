@@ -3,8 +3,9 @@
 Usage::
 
   pip install -e ".[bench]"                 # PyTorch (CPU) for the reference side
-  python benchmarks/vs_pytorch.py           # both parts; about 25 minutes on 2 CPU cores
+  python benchmarks/vs_pytorch.py           # all three parts; about 35 minutes on 2 CPU cores
   python benchmarks/vs_pytorch.py --parts train --repeats 9
+  python benchmarks/vs_pytorch.py --parts learners --repeats 5 --learner_steps 20
   python benchmarks/vs_pytorch.py --parts eval --eval_images 100000 --eval_repeats 3
 
 The reference is the published benchmark's own pipeline (lablet_generalization_benchmark,
@@ -17,7 +18,11 @@ of the normalised targets over the full grid). gsgen trains its CNN from a prepa
 (``procedural:stored``), with images rendered inside the step, and on one fixed batch; it
 evaluates with `gsgen.evaluate.evaluate_model` on the same in-memory images and with the
 engine's evaluation (images rendered inside the jitted predict), on the dSprites
-extrapolation test split with the same weights, whose R² both sides print.
+extrapolation test split with the same weights, whose R² both sides print. The ``learners``
+part trains beta-VAE (the model of Ada-GVAE and SlowVAE too) and PCL against plain PyTorch
+references of the same architecture and loss (`torch_learners`) on one fixed batch of 64
+examples, and gsgen's through its engine on a fixed batch and rendered inside the step; PCL's
+rates are also given per example, since the reference encodes four images per example.
 
 Every variant is a worker process, set up once (data, compilation, warm-up); the parent then
 asks the workers for one timed repeat at a time, in turn, so that all see the same machine,

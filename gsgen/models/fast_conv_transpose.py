@@ -6,7 +6,7 @@ many times slower than the same arithmetic as a matrix product. When the kernel 
 multiple of the stride, every output pixel block of ``stride x stride`` reads a
 ``k/s x k/s`` neighbourhood of input pixels, so the forward pass, the input gradient and the
 kernel gradient are each one matrix product with the same rearranged kernel, plus shifted
-copies or sums of memory (docs/models.md, "The VAE decoder on a CPU"). Parameters and
+copies or sums of memory (docs/learners.md, "The VAE decoder on a CPU"). Parameters and
 shapes are those of ``nnx.ConvTranspose``; values differ only in the order of sums.
 
 Synopsis::
