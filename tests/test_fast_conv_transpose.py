@@ -115,3 +115,20 @@ def test_decoder_is_the_plain_layers_function(monkeypatch):
   for a, b in zip(got, want):
     assert_close(a, b)
   assert jnp.all(jnp.isfinite(got[0]))
+
+
+def test_decoder_gradient_has_no_dilated_convolution():
+  """The point of the form: XLA's gradient of a transposed convolution convolves a
+  zero-dilated input or dilates its window by the stride."""
+  decoder = latent.Decoder(4, 1, rngs=nnx.Rngs(0))
+  graphdef, state = nnx.split(decoder)
+  z = jnp.zeros((2, 4))
+
+  def program(apply):
+    grad = jax.grad(lambda s: jnp.sum(nnx.merge(graphdef, s)(z)))
+    with pytest.MonkeyPatch.context() as patch:
+      patch.setattr(fast_conv_transpose, "apply", apply)
+      return jax.jit(grad).lower(state).as_text()
+
+  assert "dilate = [2, 2]" in program(lambda layer, x: layer(x))
+  assert "dilate = [2, 2]" not in program(fast_conv_transpose.apply)
