@@ -91,8 +91,10 @@ def build(model: str, source, batch_size: int = 64, learner: str = "regression",
     if num_seeds != 1:
       raise ValueError("--fixed_batch times one seed; drop --num_seeds")
     host = batches.host_batch(0)
-    if render is not None:
-      host["image"] = np.asarray(render(host["factor_indices"]))
+    if render is not None:  # single points [B, F] or pairs [B, 2, F]
+      idx = host["factor_indices"]
+      flat = np.asarray(render(idx.reshape(-1, idx.shape[-1])))
+      host["image"] = flat.reshape(idx.shape[:-1] + flat.shape[1:])
     fixed = sharding.global_batch(host, mesh)
     batches = types.SimpleNamespace(get=lambda step: fixed)
   state, metrics = step_fn(state, batches.get(0), jnp.int32(1))  # compile

@@ -3,8 +3,9 @@
 Usage::
 
   pip install -e ".[bench]"                 # PyTorch (CPU) for the reference side
-  python benchmarks/vs_pytorch.py           # both parts; about 25 minutes on 2 CPU cores
+  python benchmarks/vs_pytorch.py           # all three parts; about 35 minutes on 2 CPU cores
   python benchmarks/vs_pytorch.py --parts train --repeats 9
+  python benchmarks/vs_pytorch.py --parts learners --repeats 5 --learner_steps 20
   python benchmarks/vs_pytorch.py --parts eval --eval_images 100000 --eval_repeats 3
 
 The reference is the published benchmark's own pipeline (lablet_generalization_benchmark,
@@ -17,7 +18,11 @@ of the normalised targets over the full grid). gsgen trains its CNN from a prepa
 (``procedural:stored``), with images rendered inside the step, and on one fixed batch; it
 evaluates with `gsgen.evaluate.evaluate_model` on the same in-memory images and with the
 engine's evaluation (images rendered inside the jitted predict), on the dSprites
-extrapolation test split with the same weights, whose R² both sides print.
+extrapolation test split with the same weights, whose R² both sides print. The ``learners``
+part trains beta-VAE (the model of Ada-GVAE and SlowVAE too) and PCL against plain PyTorch
+references of the same architecture and loss (`torch_learners`) on one fixed batch of 64
+examples, and gsgen's through its engine on a fixed batch and rendered inside the step; PCL's
+rates are also given per example, since the reference encodes four images per example.
 
 Every variant is a worker process, set up once (data, compilation, warm-up); the parent then
 asks the workers for one timed repeat at a time, in turn, so that all see the same machine,
@@ -36,6 +41,9 @@ import warnings
 import numpy as np
 
 DATASET, SPLIT = "dsprites", "extrapolation"
+# Representation learners with a PyTorch reference (benchmarks/torch_learners.py); Ada-GVAE
+# and SlowVAE train beta-VAE's model, so its figures are theirs up to the loss.
+LEARNERS = ("beta_vae", "pcl")
 # The published loaders' factor sizes (their normalisation divides by size - 1).
 FACTOR_SIZES = (3, 6, 40, 32, 32)
 
@@ -62,17 +70,6 @@ def _data(cache_dir: str, part: str, count: int, seed: int = 0):
 
 # --- the reference: the authors' pipeline in PyTorch ----------------------------------------
 
-def _torch_model(num_outputs: int, channels: int):
-  """VanillaCNN: four 4x4 stride-2 convolutions, a 4x4 valid one to 256, ReLUs, a linear head."""
-  from torch import nn  # pylint: disable=g-import-not-at-top
-  widths = (channels, 32, 32, 64, 64)
-  layers = []
-  for a, b in zip(widths, widths[1:]):
-    layers += [nn.Conv2d(a, b, 4, 2, 1), nn.ReLU(True)]
-  layers += [nn.Conv2d(64, 256, 4, 1), nn.ReLU(True), nn.Flatten(), nn.Linear(256, num_outputs)]
-  return nn.Sequential(*layers)
-
-
 def _torch_dataset(images, factor_indices):
   """Their Dataset: one stored image and its normalised targets per item."""
   import torch  # pylint: disable=g-import-not-at-top
@@ -96,10 +93,22 @@ def _torch_dataset(images, factor_indices):
 
 def _torch_worker(kind: str, opts: dict):
   import torch  # pylint: disable=g-import-not-at-top
+  import torch_learners  # pylint: disable=g-import-not-at-top  (benchmarks/ is on sys.path)
   # The arrays are memory-mapped read-only; every item is copied into a new tensor anyway.
   warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+  if kind in LEARNERS:
+    images = _data(opts["cache_dir"], "train", opts["train_images"])[0][:64]
+    step, per_example = torch_learners.make_step(kind, torch.tensor(images / 255.0,
+                                                                     dtype=torch.float32))
+
+    def run_learner():
+      for _ in range(opts["learner_steps"]):
+        step()
+      return opts["learner_steps"] * 64 * per_example, per_example
+    run_learner()  # warm-up
+    return run_learner
   torch.manual_seed(0)
-  model = _torch_model(len(FACTOR_SIZES), 1)
+  model = torch_learners.vanilla_cnn(len(FACTOR_SIZES), 1)
   if kind == "eval":
     images, factors, _ = _data(opts["cache_dir"], "test", opts["eval_images"])
     np.savez(os.path.join(opts["cache_dir"], "weights.npz"),
@@ -152,6 +161,15 @@ def _torch_worker(kind: str, opts: dict):
 # --- gsgen ------------------------------------------------------------------------------------
 
 def _gsgen_worker(kind: str, opts: dict):
+  if kind.split(":")[0] in LEARNERS:
+    import train_throughput  # pylint: disable=g-import-not-at-top  (benchmarks/ is on sys.path)
+    learner, batches = kind.split(":")
+    source = train_throughput.make_source(DATASET, "procedural", opts["data_dir"])
+    train = train_throughput.build("cnn", source, 64, learner=learner,
+                                   fixed_batch=batches == "fixed")
+    steps = opts["learner_steps"]
+    per_example = train(steps) / (steps * 64)  # warm-up; images a step / examples a step
+    return lambda: (train(steps), per_example)
   if kind in ("stored", "rendered", "fixed"):
     import train_throughput  # pylint: disable=g-import-not-at-top  (benchmarks/ is on sys.path)
     name = "procedural:stored" if kind == "stored" else "procedural"
@@ -269,23 +287,32 @@ def _alternate(variants: list, opts: dict, repeats: int) -> dict:
   return {label: (rates[label], extra[label]) for label in rates}, loads
 
 
-def _report(title, results, loads, ratios):
+def _report(title, results, loads, ratios, per_example=False):
+  """Prints each variant's median rate and the ratios; with ``per_example``, the rates are
+  also divided by the images each example encodes (the ratios then compare examples/s)."""
   print(title)
-  for label, (rates, _) in results.items():
-    print(f"  {label:<64} {np.median(rates):>8,.0f} images/s  "
-          f"[{min(rates):,.0f} - {max(rates):,.0f}]")
+  for label, (rates, extra) in results.items():
+    line = (f"  {label:<64} {np.median(rates):>8,.0f} images/s  "
+            f"[{min(rates):,.0f} - {max(rates):,.0f}]")
+    if per_example:
+      line += f"  {np.median(rates) / extra:>6,.0f} examples/s ({extra:g} images each)"
+    print(line)
   for name, (num, den) in ratios.items():
+    scale = results[den][1] / results[num][1] if per_example else 1.0
+    unit = "examples/s" if per_example else ""
     print(f"  ratio gsgen / PyTorch, {name:<36} "
-          f"{np.median(results[num][0]) / np.median(results[den][0]):.2f}")
+          f"{scale * np.median(results[num][0]) / np.median(results[den][0]):.2f} {unit}")
   print(f"  1-minute load average during the repeats: {min(loads):.2f} - {max(loads):.2f} "
         f"(median {np.median(loads):.2f}) on {os.cpu_count()} cores")
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--parts", default="train,eval")
+  parser.add_argument("--parts", default="train,learners,eval")
   parser.add_argument("--repeats", type=int, default=7, help="training repeats per variant")
   parser.add_argument("--steps", type=int, default=60, help="training steps per repeat")
+  parser.add_argument("--learner_steps", type=int, default=20,
+                      help="representation-learner steps per repeat")
   parser.add_argument("--train_images", type=int, default=20_000,
                       help="in-memory training images of the PyTorch DataLoader")
   parser.add_argument("--eval_images", type=int, default=0,
@@ -296,7 +323,7 @@ def main():
   parser.add_argument("--data_dir", default="/tmp/gsgen_benchmark_tfds")
   parser.add_argument("--cache_dir", default="/tmp/gsgen_vs_pytorch")
   args = parser.parse_args()
-  opts = {k: getattr(args, k) for k in ("steps", "train_images", "eval_images", "grid",
+  opts = {k: getattr(args, k) for k in ("steps", "learner_steps", "train_images", "eval_images", "grid",
                                           "data_dir", "cache_dir")}
   import importlib.metadata  # pylint: disable=g-import-not-at-top
   version = importlib.metadata.version
@@ -319,6 +346,21 @@ def main():
                 "fixed batch / fixed batch": (labels[4], labels[1]),
                 "prepared / DataLoader": (labels[2], labels[0]),
                 "rendered in the step / DataLoader": (labels[3], labels[0])})
+  if "learners" in parts:
+    _data(args.cache_dir, "train", args.train_images)  # rendered once, before the workers
+    names = {"beta_vae": "beta-VAE", "pcl": "PCL"}
+    for learner in LEARNERS:
+      results, loads = _alternate([
+          (f"PyTorch {names[learner]}, one fixed batch", "torch", learner),
+          (f"gsgen {names[learner]}, one fixed batch", "gsgen", f"{learner}:fixed"),
+          (f"gsgen {names[learner]}, rendered inside the step (procedural)", "gsgen",
+           f"{learner}:rendered")], opts, args.repeats)
+      labels = list(results)
+      _report(f"training {names[learner]}, dSprites, batch 64 examples, Adam; {args.repeats} "
+              f"alternating repeats of {args.learner_steps} steps (median, [min - max]):",
+              results, loads, {"fixed batch / fixed batch": (labels[1], labels[0]),
+                               "rendered in the step / fixed batch": (labels[2], labels[0])},
+              per_example=True)
   if "eval" in parts:
     _data(args.cache_dir, "test", args.eval_images)  # rendered once, before the workers
     results, loads = _alternate([

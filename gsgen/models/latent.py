@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from gsgen.models import fast_conv_transpose
 from gsgen.models import torch_init as init
 
 # (out_channels, stride, padding) of the transposed convolutions after the 1x1 start:
@@ -68,7 +69,9 @@ class Decoder(nnx.Module):
     """
     x = self.linear(z).reshape(z.shape[0], 1, 1, FEATURES)
     for deconv in self.deconvs:
-      x = deconv(jax.nn.relu(x))
+      # The layer's own function, computed as matrix products (XLA's CPU convolutions
+      # differentiate transposed convolutions many times slower).
+      x = fast_conv_transpose.apply(deconv, jax.nn.relu(x))
     return x
 
 
