@@ -12,7 +12,6 @@ shapes are those of ``nnx.ConvTranspose``; values differ only in the order of su
 Synopsis::
 
   from flax import nnx
-from jax import lax
   from gsgen.models import fast_conv_transpose
   from gsgen.models import torch_init
   layer = torch_init.torch_conv_transpose(64, 32, 4, strides=2, padding=1, rngs=nnx.Rngs(0))
