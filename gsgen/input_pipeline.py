@@ -194,11 +194,9 @@ class TrainBatches:
     if self._pairs is not None:
       # The whole global batch's pairs, then this process's rows: the same pairs for any
       # number of processes.
-      second = self._pairs.second(train.factor_indices[pos], step, self.seed)
-      columns = [pos, self._pairs.positions(second)]
-      if self.sampler == "laplace_negative":
-        columns.append(self._pairs.negatives(len(pos), step, self.seed))
-      pos = np.stack(columns, axis=1)
+      # The whole global batch's pairs, then this process's rows: the same pairs for any
+      # number of processes.
+      pos = self._pairs.examples(pos, train.factor_indices[pos], step, self.seed)
     pos = pos[self._rows]
     batch = {"factor_indices": train.factor_indices[pos].astype(np.int32)}
     if train.images is not None:

@@ -286,6 +286,24 @@ class PairSampler:
         out[i] = end
     return out
 
+  def examples(self, first_rows: np.ndarray, first: np.ndarray, step: int,
+               seed: int) -> np.ndarray:
+    """Rows of the train records of each example of the batch at ``step``.
+
+    Args:
+      first_rows: ``[n]`` rows of the first points in the train records.
+      first: ``[n, F]`` their factor indices.
+      step: the stage's step.
+      seed: the run's data seed.
+
+    Returns:
+      int64 ``[n, images_per_example(kind)]``: first, second (and the negative).
+    """
+    columns = [first_rows, self.positions(self.second(first, step, seed))]
+    if images_per_example(self.kind) == 3:
+      columns.append(self.negatives(len(first_rows), step, seed))
+    return np.stack(columns, axis=1)
+
   def negatives(self, n: int, step: int, seed: int) -> np.ndarray:
     """Rows of ``n`` train records drawn uniformly for the batch of ``step`` (PCL's
     negatives), on a stream of their own."""
