@@ -194,8 +194,6 @@ class TrainBatches:
     if self._pairs is not None:
       # The whole global batch's pairs, then this process's rows: the same pairs for any
       # number of processes.
-      # The whole global batch's pairs, then this process's rows: the same pairs for any
-      # number of processes.
       pos = self._pairs.examples(pos, train.factor_indices[pos], step, self.seed)
     pos = pos[self._rows]
     batch = {"factor_indices": train.factor_indices[pos].astype(np.int32)}
