@@ -111,10 +111,13 @@ class Study:
     datasets, splits, seeds: the grid of cells.
     approaches: approach name -> dict with ``model`` (default cnn), ``learner`` (default
       regression), ``group`` (default supervised), optional ``preset``, ``overrides``
-      (``{field: value}``) and ``datasets`` (to restrict it).
+      (``{field: value}``), ``datasets`` (to restrict it) and ``dataset_overrides``
+      (``{dataset: {field: value}}``, e.g. a budget per dataset).
     preset: the default preset.
     source: the data source of every cell.
     overrides: ``{field: value}`` for every cell (an approach's own win).
+    seeds_per_program: the runner's default for training consecutive seeds of a cell as
+      replicas of one program (``--seeds_per_program`` overrides it).
   """
   name: str
   datasets: tuple
@@ -124,6 +127,7 @@ class Study:
   preset: str = "cpu"
   source: str = "procedural"
   overrides: dict = dataclasses.field(default_factory=dict)
+  seeds_per_program: int = 1
 
   def check(self) -> None:
     """Checks every cell's config as the launcher would, before anything runs.
@@ -150,7 +154,8 @@ class Study:
     """Every cell, in a fixed order (approach, dataset, split, seed)."""
     out = []
     for approach, spec in self.approaches.items():
-      keys = ("model", "learner", "group", "preset", "overrides", "datasets")
+      keys = ("model", "learner", "group", "preset", "overrides", "datasets",
+              "dataset_overrides")
       unknown = set(spec) - set(keys)
       if unknown:
         raise ValueError(f"study {self.name}: approach {approach!r} has unknown keys "
@@ -159,8 +164,16 @@ class Study:
       if group not in GROUPS:
         raise ValueError(f"study {self.name}: approach {approach!r} has group {group!r}; "
                          f"choose one of {', '.join(GROUPS)}.")
-      overrides = tuple(sorted({**self.overrides, **spec.get("overrides", {})}.items()))
-      for dataset in spec.get("datasets", self.datasets):
+      by_dataset = spec.get("dataset_overrides", {})
+      datasets = spec.get("datasets", self.datasets)
+      if not isinstance(by_dataset, dict) or set(by_dataset) - set(datasets):
+        raise ValueError(f"study {self.name}: approach {approach!r} has dataset_overrides "
+                         f"for {sorted(set(by_dataset) - set(datasets)) or by_dataset!r}; "
+                         f"it must map some of its datasets ({', '.join(datasets)}) to "
+                         f"{{field: value}}.")
+      for dataset in datasets:
+        overrides = tuple(sorted({**self.overrides, **spec.get("overrides", {}),
+                                  **by_dataset.get(dataset, {})}.items()))
         for split in self.splits:
           for seed in self.seeds:
             out.append(Cell(dataset, split, approach, int(seed), spec.get("preset", self.preset),
@@ -213,6 +226,10 @@ def load(name_or_path: str) -> Study:
   if not isinstance(fields["approaches"], dict):
     raise ValueError(f"study file {path}: STUDY['approaches'] must be a dict of approach name "
                      f"-> {{'model': ..., 'learner': ...}}; got {fields['approaches']!r}.")
+  spp = fields.get("seeds_per_program", 1)
+  if not isinstance(spp, int) or isinstance(spp, bool) or spp < 1:
+    raise ValueError(f"study file {path}: STUDY['seeds_per_program'] must be a positive "
+                     f"integer; got {spp!r}.")
   return Study(**fields)
 
 

@@ -43,8 +43,9 @@ def main(argv=None) -> int:
   run.add_argument("--address", default=None, help="Ray cluster address (e.g. auto)")
   run.add_argument("--gpus_per_cell", type=float, default=0.0,
                    help="Ray: the GPU share of a cell (0.25 packs four on one GPU)")
-  run.add_argument("--seeds_per_program", type=int, default=1,
-                   help="train up to N consecutive seeds of a cell as replicas of one program")
+  run.add_argument("--seeds_per_program", type=int, default=None,
+                   help="train up to N consecutive seeds of a cell as replicas of one program "
+                        "(default: the study's seeds_per_program, else 1)")
   run.add_argument("--grace_seconds", type=float, default=25.0,
                    help="after SIGTERM/SIGINT, how long to wait for the cells' checkpoints")
   run.add_argument("--no_report", action="store_true", help="skip the report at the end")

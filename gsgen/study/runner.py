@@ -37,6 +37,8 @@ from gsgen.study import Study
 from gsgen.study import write_manifest
 
 EXECUTORS = ("local", "ray")
+# The compiled programs the cells share, inside the study's folder.
+COMPILE_CACHE = "jax_cache"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +154,15 @@ def saved_step(cell_dir: str) -> int | None:
   return max(steps, default=None)
 
 
+def _compile_cache_env(workdir: str) -> dict:
+  """Shares compiled programs between the study's cells: the cells of one approach on one
+  dataset (every split and seed) compile the same programs, so only the first one pays for
+  compiling (tens of seconds a cell on a CPU). A cache the user set is kept."""
+  if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+    return {}
+  return {"JAX_COMPILATION_CACHE_DIR": os.path.join(os.path.abspath(workdir), COMPILE_CACHE)}
+
+
 def _shared_device_env(share: float) -> dict:
   """Lets several cells share an accelerator: JAX then allocates memory as it needs it
   instead of taking most of the device at start."""
@@ -184,7 +195,7 @@ class _Progress:
 
 def run(study: Study, workdir: str, *, jobs: int = 1, retries: int = 2,
         executor: str = "local", address: str | None = None, gpus_per_cell: float = 0.0,
-        seeds_per_program: int = 1, grace_seconds: float = 25.0,
+        seeds_per_program: int | None = None, grace_seconds: float = 25.0,
         print_fn: Callable[[str], None] = print) -> dict:
   """Runs every unfinished cell of ``study``; SIGTERM/SIGINT stop it (module docstring).
 
@@ -198,6 +209,7 @@ def run(study: Study, workdir: str, *, jobs: int = 1, retries: int = 2,
     gpus_per_cell: Ray's GPU share per process (0.25 packs four on one GPU).
     seeds_per_program: train up to this many consecutive seeds of a cell as replicas of
       one program (``config.num_seeds``); each seed's results still land in its own cell.
+      None: the study's own (``Study.seeds_per_program``).
     grace_seconds: after a stop signal, how long to wait for the cells' checkpoints.
     print_fn: where progress lines go.
 
@@ -219,11 +231,14 @@ def run(study: Study, workdir: str, *, jobs: int = 1, retries: int = 2,
     return {"done": [], "skipped": skipped, "failed": {}}
   print_fn(f"study {study.name}: {len(todo)} of {len(cells)} cells to run in {workdir} "
            f"({executor}, {'jobs ' + str(jobs) if executor == 'local' else 'Ray'}).")
-  submit = (_local_pool(jobs, _shared_device_env(1.0 / jobs) if jobs > 1 else {})
+  cache = _compile_cache_env(workdir)
+  submit = (_local_pool(jobs, {**cache, **(_shared_device_env(1.0 / jobs) if jobs > 1 else {})})
             if executor == "local" else
-            _ray_pool(address, gpus_per_cell, _shared_device_env(gpus_per_cell)))
+            _ray_pool(address, gpus_per_cell, {**cache, **_shared_device_env(gpus_per_cell)}))
   attempts = collections.Counter()
   done, failed = [], {}
+  if seeds_per_program is None:
+    seeds_per_program = study.seeds_per_program
   queue = collections.deque(units(todo, seeds_per_program))
   running = {}
   with workdir_lib.stop_signals() as stop:
