@@ -163,6 +163,29 @@ def test_a_finished_cell_of_another_preset_is_not_taken_for_this_one(finished, t
   assert not runner.is_finished(cpu, str(tmp_path))  # the folder holds smoke results
 
 
+def test_an_approach_sets_its_budget_per_dataset():
+  study = study_lib.Study("s", ("dsprites", "mpi3d"), ("random",), (0,), {
+      "cnn": {"overrides": {"train.steps": 50},
+              "dataset_overrides": {"mpi3d": {"train.steps": 7, "eval.batch_size": 32}}},
+      "mlp": {"model": "mlp", "datasets": ("dsprites",)}}, preset="smoke",
+      overrides={"train.steps": 9})
+  steps = {(c.approach, c.dataset): c.config().train.steps for c in study.cells()}
+  assert steps == {("cnn", "dsprites"): 50, ("cnn", "mpi3d"): 7, ("mlp", "dsprites"): 9}
+  mpi3d = [c for c in study.cells() if c.dataset == "mpi3d"][0]
+  assert mpi3d.config().eval.batch_size == 32
+  assert mpi3d.name == "mpi3d-random-cnn-smoke-eval.batch_size=32,train.steps=7-seed0"
+
+
+def test_the_cells_share_compiled_programs_unless_the_user_chose_a_cache(finished, tmp_path,
+                                                                        monkeypatch):
+  workdir, _, _ = finished  # the tests' own cache (conftest) is the user's: kept
+  assert not os.path.exists(os.path.join(workdir, runner.COMPILE_CACHE))
+  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+  one = dataclasses.replace(SMOKE, splits=("random",), approaches={"mlp": {"model": "mlp"}})
+  assert runner.run(one, str(tmp_path), print_fn=lambda _: None)["done"]
+  assert len(os.listdir(tmp_path / runner.COMPILE_CACHE)) > 0
+
+
 def test_unknown_study_lists_the_named_ones():
   with pytest.raises(FileNotFoundError, match="named studies: .*cpu.*smoke"):
     study_lib.load("tiny")
@@ -171,15 +194,15 @@ def test_unknown_study_lists_the_named_ones():
 def test_seeds_of_a_cell_train_as_replicas_of_one_program(tmp_path):
   (tmp_path / "two_seeds.py").write_text(
       'STUDY = {"name": "two_seeds", "preset": "smoke", "datasets": ("dsprites",), '
-      '"splits": ("extrapolation",), "seeds": (0, 1), '
+      '"splits": ("extrapolation",), "seeds": (0, 1), "seeds_per_program": 2, '
       '"approaches": {"mlp": {"model": "mlp"}}}\n')
   study = study_lib.load(str(tmp_path / "two_seeds.py"))
   assert [u.name for u in runner.units(study.cells(), 2)] == [
       "dsprites-extrapolation-mlp-smoke-seeds0-1"]
   lines = []
-  summary = runner.run(study, str(tmp_path / "run"), seeds_per_program=2,
-                       print_fn=lines.append)
+  summary = runner.run(study, str(tmp_path / "run"), print_fn=lines.append)  # the study's 2
   assert sorted(summary["done"]) == [c.name for c in study.cells()]
+  assert (tmp_path / "run" / "dsprites-extrapolation-mlp-smoke-seeds0-1").is_dir()
   assert all(runner.is_finished(c, str(tmp_path / "run")) for c in study.cells())
   out = report.write_all(str(tmp_path / "run"), print_fn=lambda _: None)
   assert out["rows"] == 2 and not out["missing"]
@@ -254,6 +277,14 @@ STUDY_MISTAKES = [
      r"config.train has no field 'step'; did you mean 'steps'\?"),
     ("override_type", {"overrides": {"train.steps": "ten"}},
      r"config.train.steps=ten: expected an integer \(the default is 4\)\."),
+    ("dataset_overrides", {"approaches": {"cnn": {"dataset_overrides": {"mpi3d": {}}}}},
+     r"approach 'cnn' has dataset_overrides for \['mpi3d'\]; it must map some of its "
+     r"datasets \(dsprites\)"),
+    ("dataset_override", {"approaches": {"cnn": {
+        "dataset_overrides": {"dsprites": {"train.stepz": 3}}}}},
+     r"config.train has no field 'stepz'; did you mean 'steps'\?"),
+    ("seeds_per_program", {"seeds_per_program": 0},
+     r"STUDY\['seeds_per_program'\] must be a positive integer; got 0\."),
 ]
 
 
