@@ -294,6 +294,44 @@ def test_every_study_command_line_mistake_is_one_line_and_exit_status_1(argv, me
   assert help_.value.code == 0
 
 
+def _row(approach, group, split, seed, r2, dataset="dsprites", data_source="procedural",
+         source="procedural"):
+  return {"cell": f"{dataset}-{split}-{approach}-seed{seed}", "dataset": dataset,
+          "split": split, "approach": approach, "group": group, "seed": seed,
+          "data_source": data_source, "source": source, "test.rsquared": r2}
+
+
+def test_each_claim_is_checked_per_group_and_per_approach_with_the_seeds_spread():
+  """The supervised approach has its lowest R² on extrapolation, the unsupervised one does
+  not: the claim fails for the study and that group, holds for the other, and names the
+  comparison that fails it."""
+  rows = [_row("cnn", "supervised", "random", s, v) for s, v in ((0, 0.9), (1, 0.8))]
+  rows += [_row("cnn", "supervised", "extrapolation", s, v) for s, v in ((0, 0.5), (1, 0.3))]
+  rows += [_row("vae", "unsupervised", "random", s, v) for s, v in ((0, 0.2), (1, 0.4))]
+  rows += [_row("vae", "unsupervised", "extrapolation", s, v) for s, v in ((0, 0.6), (1, 0.6))]
+  for r in rows:
+    if r["split"] == "extrapolation":
+      r.update({"towards_mean.scale.share_0_1": 0.9 if r["group"] == "supervised" else 0.2,
+                "modularity.scale.rsquared_id_split_factors": 0.8,
+                "modularity.scale.rsquared_ood": 0.1})
+  hardest, towards, modular, *_ = report.check_claims(rows)
+  assert hardest.holds is False
+  assert {g: v.holds for g, v in hardest.by_group.items()} == {"supervised": True,
+                                                               "unsupervised": False}
+  assert hardest.by_approach["cnn"] == (True, "dsprites: extrapolation 0.400 ± 0.100 vs "
+                                              "random 0.850 ± 0.050")
+  assert hardest.deciding == ["dsprites/vae: extrapolation 0.600 ± 0.000 vs random 0.300 ± "
+                              "0.100 (extrapolation is not the lowest)"]
+  assert towards.holds is False and towards.by_group["supervised"].holds
+  assert towards.by_group["unsupervised"].numbers.startswith("median share 0.20")
+  assert len(towards.deciding) == 2 and all("vae" in d for d in towards.deciding)
+  assert modular.holds and modular.deciding == ["all 4 subsets agree"]
+  assert modular.by_group["unsupervised"].numbers.startswith("2 of 2 subsets agree")
+  text = report.claims_markdown([hardest], rows, [])
+  assert "| supervised | holds | dsprites: extrapolation 0.400 ± 0.100" in text
+  assert "| vae | unsupervised | does not hold |" in text and "Decided by:" in text
+
+
 def test_the_modularity_figure_draws_and_counts_the_points_below_its_axis(tmp_path,
                                                                           monkeypatch):
   saved = []
