@@ -54,7 +54,7 @@ def test_the_smoke_study_runs_end_to_end_with_local_workers(finished):
                "figures/4_towards_mean.png", "figures/5_predictions_dsprites.png"):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
   board = open(os.path.join(workdir, "leaderboard.md")).read()
-  assert "## dsprites leaderboard (procedural data" in board and "| cnn |" in board
+  assert "## dsprites leaderboard (procedural data)\n" in board and "| cnn |" in board
   claims = open(os.path.join(workdir, "claims.md")).read()
   assert "Extrapolation is the hardest split" in claims and "**" in claims
   # Test scores reach TensorBoard too.
@@ -330,6 +330,15 @@ def test_each_claim_is_checked_per_group_and_per_approach_with_the_seeds_spread(
   text = report.claims_markdown([hardest], rows, [])
   assert "| supervised | holds | dsprites: extrapolation 0.400 ± 0.100" in text
   assert "| vae | unsupervised | does not hold |" in text and "Decided by:" in text
+
+
+def test_the_leaderboard_names_the_data_source_once_unless_the_source_says_more():
+  rows = [_row("cnn", "supervised", "extrapolation", 0, 0.5),
+          _row("cnn", "supervised", "extrapolation", 0, 0.4, dataset="mpi3d",
+               data_source="official", source="toy")]
+  board = report.leaderboard(rows)
+  assert "## dsprites leaderboard (procedural data)\n" in board
+  assert "## mpi3d leaderboard (official data: toy)\n" in board
 
 
 def test_the_modularity_figure_draws_and_counts_the_points_below_its_axis(tmp_path,

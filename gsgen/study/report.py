@@ -91,23 +91,41 @@ def mean_r2(rows, **match) -> dict[str, tuple[float, float, int]]:
   return {a: (float(np.mean(v)), float(np.std(v)), len(v)) for a, v in by.items()}
 
 
-def leaderboard(rows: list[dict]) -> str:
-  """The authors' leaderboard format: extrapolation R² per dataset, best first."""
-  lines = ["# Leaderboard", "",
-           "Extrapolation split, mean test R² over seeds (± standard deviation), best first."]
+def source_label(data_source: str, sources) -> str:
+  """``procedural data``; ``official data: toy`` when the source names say more."""
+  sources = sorted(set(sources))
+  if sources == [data_source]:
+    return f"{data_source} data"
+  return f"{data_source} data: {', '.join(sources)}"
+
+
+def boards(rows: list[dict]) -> list[tuple[str, str, list[tuple]]]:
+  """The leaderboard's tables: ``(dataset, source label, [(approach, group, mean, std,
+  seeds)] best first)``, one per dataset and data source with extrapolation results."""
+  out = []
+  group = {r["approach"]: r["group"] for r in rows}
   for dataset in dict.fromkeys(r["dataset"] for r in rows):
     for data_source in dict.fromkeys(r["data_source"] for r in rows if r["dataset"] == dataset):
       scores = mean_r2(rows, dataset=dataset, split="extrapolation", data_source=data_source)
       if not scores:
         continue
-      sources = sorted({r["source"] for r in rows if r["dataset"] == dataset
-                        and r["data_source"] == data_source})
-      lines += ["", f"## {dataset} leaderboard ({data_source} data: {', '.join(sources)})", "",
-                "| Method | Group | R2 score Extrapolation | Seeds |",
-                "|---|---|:-:|:-:|"]
-      group = {r["approach"]: r["group"] for r in rows}
-      for approach, (m, s, n) in sorted(scores.items(), key=lambda kv: -kv[1][0]):
-        lines.append(f"| {approach} | {group[approach]} | {100 * m:.1f}% ± {100 * s:.1f} | {n} |")
+      label = source_label(data_source, [r["source"] for r in rows if r["dataset"] == dataset
+                                         and r["data_source"] == data_source])
+      out.append((dataset, label, [(a, group[a], m, s, n) for a, (m, s, n) in
+                                   sorted(scores.items(), key=lambda kv: -kv[1][0])]))
+  return out
+
+
+def leaderboard(rows: list[dict]) -> str:
+  """The authors' leaderboard format: extrapolation R² per dataset, best first."""
+  lines = ["# Leaderboard", "",
+           "Extrapolation split, mean test R² over seeds (± standard deviation), best first."]
+  for dataset, label, entries in boards(rows):
+    lines += ["", f"## {dataset} leaderboard ({label})", "",
+              "| Method | Group | R2 score Extrapolation | Seeds |",
+              "|---|---|:-:|:-:|"]
+    lines += [f"| {a} | {g} | {100 * m:.1f}% ± {100 * s:.1f} | {n} |"
+              for a, g, m, s, n in entries]
   if len(lines) == 3:
     lines += ["", "No extrapolation results yet."]
   return "\n".join(lines) + "\n"
