@@ -32,15 +32,6 @@ def table(workdir):
     return list(csv.DictReader(f))
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("smoke_study"))
-  lines = []
-  summary = runner.run(SMOKE, workdir, jobs=2, print_fn=lines.append)
-  report.write_all(workdir, print_fn=lines.append)
-  return workdir, summary, lines
-
-
 def test_the_smoke_study_runs_end_to_end_with_local_workers(finished):
   workdir, summary, lines = finished
   assert sorted(summary["done"]) == sorted(c.name for c in SMOKE.cells())
@@ -49,7 +40,7 @@ def test_the_smoke_study_runs_end_to_end_with_local_workers(finished):
   rows = table(workdir)
   assert len(rows) == 4 and {r["data_source"] for r in rows} == {"procedural"}
   assert all(r["test.rsquared"] for r in rows)
-  for name in ("leaderboard.md", "claims.md", "figures/1_splits_dsprites.png",
+  for name in ("leaderboard.md", "claims.md", "report.html", "figures/1_splits_dsprites.png",
                "figures/2_r2_by_split.png", "figures/3_modularity.png",
                "figures/4_towards_mean.png", "figures/5_predictions_dsprites.png"):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
@@ -81,8 +72,9 @@ def test_everything_a_study_and_its_runs_write_has_the_modes_of_the_umask(finish
   os.umask(umask)
   written = modes(workdir)
   names = {os.path.basename(p) for p in written}
-  for name in ("study.json", "results.csv", "leaderboard.md", "claims.md", "results.json",
-               "config.json", "metrics.jsonl", "log.txt", "run.lock", "figures"):
+  for name in ("study.json", "results.csv", "leaderboard.md", "claims.md", "report.html",
+               "results.json", "config.json", "metrics.jsonl", "log.txt", "run.lock",
+               "figures"):
     assert name in names, name
   wrong = {p: oct(m) for p, m in written.items()
            if m != (0o777 if os.path.isdir(os.path.join(workdir, p)) else 0o666) & ~umask

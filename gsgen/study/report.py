@@ -5,7 +5,7 @@ Synopsis::
   from gsgen.study import report
   table, missing = report.collect("workdirs/study")   # one row per finished cell
   report.write_all("workdirs/study")                   # results.csv, leaderboard.md, claims.md,
-                                                       # figures/*.png
+                                                       # report.html, figures/*.png
 
 Every row names its data source: procedural results are a stand-in for the published
 datasets and compare only with procedural results. A partial study is reported as far as it
@@ -132,7 +132,8 @@ def leaderboard(rows: list[dict]) -> str:
 
 
 def write_all(workdir: str, figures: bool = True, print_fn=print) -> dict:
-  """Writes ``results.csv``, ``leaderboard.md``, ``claims.md`` and ``figures/``.
+  """Writes ``results.csv``, ``leaderboard.md``, ``claims.md``, ``report.html`` (the
+  `gsgen.study.page` with all of them) and ``figures/``.
 
   Returns:
     ``{"rows": n, "missing": [cell names], "files": [paths]}``.
@@ -142,9 +143,13 @@ def write_all(workdir: str, figures: bool = True, print_fn=print) -> dict:
   write_csv(rows, files[0])
   workdir_lib.write_text(files[1], leaderboard(rows))
   workdir_lib.write_text(files[2], claims_markdown(check_claims(rows), rows, missing))
+  drawn = []
   if figures and rows:
     from gsgen.study import figures as figures_lib  # pylint: disable=g-import-not-at-top
-    files += figures_lib.draw_all(rows, workdir)
+    drawn = figures_lib.draw_all(rows, workdir)
+  # The page reads this module: imported here, not at the top, to keep the import one-way.
+  from gsgen.study import page  # pylint: disable=g-import-not-at-top
+  files += [page.write(workdir, rows, missing, drawn)] + drawn
   if missing:
     print_fn(f"{len(missing)} of {len(rows) + len(missing)} cells have no results yet: "
              + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
