@@ -324,6 +324,18 @@ def test_each_claim_is_checked_per_group_and_per_approach_with_the_seeds_spread(
   assert "| vae | unsupervised | does not hold |" in text and "Decided by:" in text
 
 
+def test_transfer_on_mpi3d_real_is_judged_on_the_real_variant_only():
+  scores = {"cnn": ("supervised", 0.3), "ft": ("transfer", 0.6)}
+  for variant, verdict in (("toy", None), ("real", True)):
+    rows = [_row(a, g, "extrapolation", 0, v, dataset="mpi3d", data_source="official",
+                 source=variant) for a, (g, v) in scores.items()]
+    claim = report.check_claims(rows)[-1]
+    assert claim.holds is verdict, variant
+  assert claim.by_group["supervised"] == (True, "best cnn 0.300 ± 0.000")
+  assert claim.deciding == ["best transfer approach ft 0.600 ± 0.000 vs best other cnn "
+                            "(supervised) 0.300 ± 0.000"]
+
+
 def test_the_leaderboard_names_the_data_source_once_unless_the_source_says_more():
   rows = [_row("cnn", "supervised", "extrapolation", 0, 0.5),
           _row("cnn", "supervised", "extrapolation", 0, 0.4, dataset="mpi3d",

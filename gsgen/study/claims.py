@@ -290,12 +290,13 @@ def _shapes3d_colours(rows) -> Claim:
 
 
 def _transfer_on_real(rows) -> Claim:
-  real = [r for r in rows if r["dataset"] == "mpi3d" and r["data_source"] == "official"]
+  # Only the real variant: the toy and realistic ones (official too) are rendered scenes.
+  real = [r for r in rows if r["dataset"] == "mpi3d" and r["source"] == "real"]
   text = "On MPI3D-real, transfer learning helps most."
   if not real:
     return Claim(text, None, ["no results on the official MPI3D-real data in this study "
-                              "(procedural MPI3D is a stand-in for the toy scene, not real "
-                              "photographs)"])
+                              "(procedural MPI3D is a stand-in for the toy scene, and the "
+                              "toy and realistic variants are not real photographs)"])
   real = [r for r in real if r["split"] == "extrapolation"
           and r.get("test.rsquared") is not None]
   if not real:
