@@ -32,15 +32,6 @@ def table(workdir):
     return list(csv.DictReader(f))
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("smoke_study"))
-  lines = []
-  summary = runner.run(SMOKE, workdir, jobs=2, print_fn=lines.append)
-  report.write_all(workdir, print_fn=lines.append)
-  return workdir, summary, lines
-
-
 def test_the_smoke_study_runs_end_to_end_with_local_workers(finished):
   workdir, summary, lines = finished
   assert sorted(summary["done"]) == sorted(c.name for c in SMOKE.cells())
@@ -49,12 +40,12 @@ def test_the_smoke_study_runs_end_to_end_with_local_workers(finished):
   rows = table(workdir)
   assert len(rows) == 4 and {r["data_source"] for r in rows} == {"procedural"}
   assert all(r["test.rsquared"] for r in rows)
-  for name in ("leaderboard.md", "claims.md", "figures/1_splits_dsprites.png",
+  for name in ("leaderboard.md", "claims.md", "report.html", "figures/1_splits_dsprites.png",
                "figures/2_r2_by_split.png", "figures/3_modularity.png",
                "figures/4_towards_mean.png", "figures/5_predictions_dsprites.png"):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
   board = open(os.path.join(workdir, "leaderboard.md")).read()
-  assert "## dsprites leaderboard (procedural data" in board and "| cnn |" in board
+  assert "## dsprites leaderboard (procedural data)\n" in board and "| cnn |" in board
   claims = open(os.path.join(workdir, "claims.md")).read()
   assert "Extrapolation is the hardest split" in claims and "**" in claims
   # Test scores reach TensorBoard too.
@@ -81,8 +72,9 @@ def test_everything_a_study_and_its_runs_write_has_the_modes_of_the_umask(finish
   os.umask(umask)
   written = modes(workdir)
   names = {os.path.basename(p) for p in written}
-  for name in ("study.json", "results.csv", "leaderboard.md", "claims.md", "results.json",
-               "config.json", "metrics.jsonl", "log.txt", "run.lock", "figures"):
+  for name in ("study.json", "results.csv", "leaderboard.md", "claims.md", "report.html",
+               "results.json", "config.json", "metrics.jsonl", "log.txt", "run.lock",
+               "figures"):
     assert name in names, name
   wrong = {p: oct(m) for p, m in written.items()
            if m != (0o777 if os.path.isdir(os.path.join(workdir, p)) else 0o666) & ~umask
@@ -323,6 +315,65 @@ def test_every_study_command_line_mistake_is_one_line_and_exit_status_1(argv, me
   with pytest.raises(SystemExit) as help_:
     cli.main(["--help"])
   assert help_.value.code == 0
+
+
+def _row(approach, group, split, seed, r2, dataset="dsprites", data_source="procedural",
+         source="procedural"):
+  return {"cell": f"{dataset}-{split}-{approach}-seed{seed}", "dataset": dataset,
+          "split": split, "approach": approach, "group": group, "seed": seed,
+          "data_source": data_source, "source": source, "test.rsquared": r2}
+
+
+def test_each_claim_is_checked_per_group_and_per_approach_with_the_seeds_spread():
+  """The supervised approach has its lowest R² on extrapolation, the unsupervised one does
+  not: the claim fails for the study and that group, holds for the other, and names the
+  comparison that fails it."""
+  rows = [_row("cnn", "supervised", "random", s, v) for s, v in ((0, 0.9), (1, 0.8))]
+  rows += [_row("cnn", "supervised", "extrapolation", s, v) for s, v in ((0, 0.5), (1, 0.3))]
+  rows += [_row("vae", "unsupervised", "random", s, v) for s, v in ((0, 0.2), (1, 0.4))]
+  rows += [_row("vae", "unsupervised", "extrapolation", s, v) for s, v in ((0, 0.6), (1, 0.6))]
+  for r in rows:
+    if r["split"] == "extrapolation":
+      r.update({"towards_mean.scale.share_0_1": 0.9 if r["group"] == "supervised" else 0.2,
+                "modularity.scale.rsquared_id_split_factors": 0.8,
+                "modularity.scale.rsquared_ood": 0.1})
+  hardest, towards, modular, *_ = report.check_claims(rows)
+  assert hardest.holds is False
+  assert {g: v.holds for g, v in hardest.by_group.items()} == {"supervised": True,
+                                                               "unsupervised": False}
+  assert hardest.by_approach["cnn"] == (True, "dsprites: extrapolation 0.400 ± 0.100 vs "
+                                              "random 0.850 ± 0.050")
+  assert hardest.deciding == ["dsprites/vae: extrapolation 0.600 ± 0.000 vs random 0.300 ± "
+                              "0.100 (extrapolation is not the lowest)"]
+  assert towards.holds is False and towards.by_group["supervised"].holds
+  assert towards.by_group["unsupervised"].numbers.startswith("median share 0.20")
+  assert len(towards.deciding) == 2 and all("vae" in d for d in towards.deciding)
+  assert modular.holds and modular.deciding == ["all 4 subsets agree"]
+  assert modular.by_group["unsupervised"].numbers.startswith("2 of 2 subsets agree")
+  text = report.claims_markdown([hardest], rows, [])
+  assert "| supervised | holds | dsprites: extrapolation 0.400 ± 0.100" in text
+  assert "| vae | unsupervised | does not hold |" in text and "Decided by:" in text
+
+
+def test_transfer_on_mpi3d_real_is_judged_on_the_real_variant_only():
+  scores = {"cnn": ("supervised", 0.3), "ft": ("transfer", 0.6)}
+  for variant, verdict in (("toy", None), ("real", True)):
+    rows = [_row(a, g, "extrapolation", 0, v, dataset="mpi3d", data_source="official",
+                 source=variant) for a, (g, v) in scores.items()]
+    claim = report.check_claims(rows)[-1]
+    assert claim.holds is verdict, variant
+  assert claim.by_group["supervised"] == (True, "best cnn 0.300 ± 0.000")
+  assert claim.deciding == ["best transfer approach ft 0.600 ± 0.000 vs best other cnn "
+                            "(supervised) 0.300 ± 0.000"]
+
+
+def test_the_leaderboard_names_the_data_source_once_unless_the_source_says_more():
+  rows = [_row("cnn", "supervised", "extrapolation", 0, 0.5),
+          _row("cnn", "supervised", "extrapolation", 0, 0.4, dataset="mpi3d",
+               data_source="official", source="toy")]
+  board = report.leaderboard(rows)
+  assert "## dsprites leaderboard (procedural data)\n" in board
+  assert "## mpi3d leaderboard (official data: toy)\n" in board
 
 
 def test_the_modularity_figure_draws_and_counts_the_points_below_its_axis(tmp_path,

@@ -49,7 +49,8 @@ def main(argv=None) -> int:
   run.add_argument("--grace_seconds", type=float, default=25.0,
                    help="after SIGTERM/SIGINT, how long to wait for the cells' checkpoints")
   run.add_argument("--no_report", action="store_true", help="skip the report at the end")
-  rep = sub.add_parser("report", help="results.csv, leaderboard.md, claims.md and figures/")
+  rep = sub.add_parser("report", help="results.csv, leaderboard.md, claims.md, figures/ and "
+                                      "report.html")
   rep.add_argument("--workdir", required=True)
   rep.add_argument("--no_figures", action="store_true")
   lst = sub.add_parser("list", help="print a study's cells and their workdir names")

@@ -79,7 +79,7 @@ def r2_figure(rows, path: str) -> str:
     ax.axhline(0, color="k", lw=0.5)
     ax.set_title(f"{dataset} ({_source(rows, dataset)})")
   axes[0][0].set_ylabel("mean test R²")
-  axes[0][-1].legend(fontsize=7, loc="lower left")
+  axes[0][-1].legend(fontsize=7, loc="best")
   return _save(fig, path)
 
 
@@ -230,6 +230,8 @@ def _dedupe_legend(ax) -> None:
 
 def _save(fig, path: str) -> str:
   fig.tight_layout()
-  fig.savefig(path)
+  # No software version in the file: the same results give the same bytes (report.html
+  # embeds them), whichever matplotlib drew them.
+  fig.savefig(path, metadata={"Software": None})
   plt.close(fig)
   return path
