@@ -178,6 +178,20 @@ def test_the_cells_share_compiled_programs_unless_the_user_chose_a_cache(finishe
   assert len(os.listdir(tmp_path / runner.COMPILE_CACHE)) > 0
 
 
+def test_a_cell_that_fails_is_recorded_for_the_report(finished, tmp_path):
+  study = dataclasses.replace(SMOKE, splits=("random",), approaches={
+      "mlp": {"model": "mlp", "overrides": {"init_from.workdir": str(tmp_path / "nowhere")}}})
+  summary = runner.run(study, str(tmp_path / "s"), retries=0, print_fn=lambda _: None)
+  (name,) = summary["failed"]
+  failures = runner.read_failures(str(tmp_path / "s"))
+  assert failures == {name: {"exit": summary["failed"][name],
+                             "log": str(tmp_path / "s" / name / "log.txt")}}
+  assert "nowhere" in open(failures[name]["log"]).read()
+  workdir, _, _ = finished  # a study without failures has no record of them
+  assert runner.read_failures(workdir) == {}
+  assert not os.path.exists(os.path.join(workdir, runner.FAILURES))
+
+
 def test_unknown_study_lists_the_named_ones():
   with pytest.raises(FileNotFoundError, match="named studies: .*cpu.*smoke"):
     study_lib.load("tiny")

@@ -14,6 +14,7 @@ import pytest
 from gsgen.study import claims as claims_lib
 from gsgen.study import page
 from gsgen.study import report
+from gsgen.study import runner
 
 REPORTED = ("report.html", "results.csv", "claims.md", "leaderboard.md")
 
@@ -143,8 +144,11 @@ def test_the_page_built_from_python_has_its_sections_and_names_what_is_missing(f
   partial = tmp_path / "partial"
   shutil.copytree(workdir, partial)
   os.remove(partial / "report.html")
-  gone = sorted(n for n in os.listdir(partial) if n.startswith("dsprites-random-cnn"))[0]
+  gone, failed = sorted(n for n in os.listdir(partial)
+                        if n.startswith(("dsprites-random-cnn", "dsprites-random-mlp")))
   os.remove(partial / gone / "results.json")
+  os.remove(partial / failed / "results.json")
+  runner._record_failures(str(partial), {failed: {"exit": 3, "log": "somewhere/log.txt"}})
   manifest = (partial / "study.json").read_text()
   (partial / "study.json").write_text(manifest.replace('"smoke"', '"smoke <b>&"', 1))
   path = page.write(str(partial))
@@ -154,9 +158,10 @@ def test_the_page_built_from_python_has_its_sections_and_names_what_is_missing(f
   assert positions == sorted(positions)
   assert "<h1>Study smoke &lt;b&gt;&amp;</h1>" in text and "<b>&" not in text
   assert "Results on procedural data." in text
-  assert "4 cells: 3 finished, 1 without results" in text
+  assert "4 cells: 2 finished, 2 without results" in text
   missing = text[text.index('id="missing"'):]
   assert f"<td>{gone}</td><td>started: its log.txt says how it ended</td>" in missing
+  assert f"<td>{failed}</td><td>failed (exit 3; somewhere/log.txt)</td>" in missing
   assert text.count('<img src="data:image/png;base64,') == 5
   # The results table has no mean where the cell is missing.
   assert '<td class="none">–</td>' in text[text.index('id="results"'):text.index(

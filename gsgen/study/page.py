@@ -28,6 +28,7 @@ from gsgen import workdir as workdir_lib
 from gsgen.study import claims as claims_lib
 from gsgen.study import read_manifest
 from gsgen.study import report
+from gsgen.study import runner
 
 SECTIONS = ("header", "results", "leaderboard", "claims", "figures", "missing")
 BEST = "★"
@@ -301,18 +302,20 @@ def reading(stem: str, rows: list[dict]) -> str:
 
 
 def _missing(workdir, missing) -> list[str]:
-  out = ['<section id="missing">', "<h2>Missing cells</h2>",
-         "<p>Cells without results.json. The runner prints a failed cell but keeps no record "
-         "of it apart from the cell's log.txt, so this list holds both the cells not run yet "
-         "and those that failed; a cell with a log was started (it failed, was stopped, or "
-         "still runs).</p>"]
+  failures = runner.read_failures(workdir)
+  out = ['<section id="missing">', "<h2>Missing and failed cells</h2>",
+         "<p>Cells without results.json: those that failed in the study's last complete run "
+         "(after their retries), and those not run yet or stopped.</p>"]
   if not missing:
     return out + ["<p>None: every cell of the study has results.</p>", "</section>"]
   out += ['<table class="missing">', "<thead><tr><th>Cell</th><th>State</th></tr></thead>",
           "<tbody>"]
   for name in missing:
-    started = os.path.isfile(os.path.join(workdir, name, "log.txt"))
-    out.append(f"<tr><td>{_e(name)}</td><td>"
-               f"{'started: its log.txt says how it ended' if started else 'no log.txt'}"
-               "</td></tr>")
+    if name in failures:
+      state = f"failed (exit {failures[name]['exit']}; {failures[name]['log']})"
+    elif os.path.isfile(os.path.join(workdir, name, "log.txt")):
+      state = "started: its log.txt says how it ended"
+    else:
+      state = "not run yet"
+    out.append(f"<tr><td>{_e(name)}</td><td>{_e(state)}</td></tr>")
   return out + ["</tbody>", "</table>", "</section>"]

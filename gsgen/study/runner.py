@@ -39,6 +39,8 @@ from gsgen.study import write_manifest
 EXECUTORS = ("local", "ray")
 # The compiled programs the cells share, inside the study's folder.
 COMPILE_CACHE = "jax_cache"
+# The cells that failed in the study's last complete run: name -> exit code and log file.
+FAILURES = "failed.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +238,7 @@ def run(study: Study, workdir: str, *, jobs: int = 1, retries: int = 2,
             if executor == "local" else
             _ray_pool(address, gpus_per_cell, {**cache, **_shared_device_env(gpus_per_cell)}))
   attempts = collections.Counter()
-  done, failed = [], {}
+  done, failed, logs = [], {}, {}
   if seeds_per_program is None:
     seeds_per_program = study.seeds_per_program
   queue = collections.deque(units(todo, seeds_per_program))
@@ -252,15 +254,16 @@ def run(study: Study, workdir: str, *, jobs: int = 1, retries: int = 2,
         return _stop(stop.signum, running, submit, workdir, grace_seconds, print_fn,
                      {"done": done, "skipped": skipped, "failed": failed})
       finished = submit.wait([handle for handle, _ in running.values()], timeout=0.5)
-      _collect(finished, running, attempts, retries, queue, done, failed, progress, workdir,
-               print_fn)
+      _collect(finished, running, attempts, retries, queue, done, failed, logs, progress,
+               workdir, print_fn)
+  _record_failures(workdir, {n: {"exit": code, "log": logs[n]} for n, code in failed.items()})
   print_fn(f"study {study.name}: {len(done)} cells run, {len(skipped)} were finished, "
            f"{len(failed)} failed" + (f": {', '.join(failed)}" if failed else "") + ".")
   return {"done": done, "skipped": skipped, "failed": failed}
 
 
-def _collect(finished, running, attempts, retries, queue, done, failed, progress, workdir,
-             print_fn):
+def _collect(finished, running, attempts, retries, queue, done, failed, logs, progress,
+             workdir, print_fn):
   """Books the units whose attempt ended: done, queued again, or failed."""
   for unit, (handle, start) in list(running.items()):
     if handle not in finished:
@@ -281,9 +284,28 @@ def _collect(finished, running, attempts, retries, queue, done, failed, progress
     else:
       for c in unit.cells:
         failed[c.name] = code
+        logs[c.name] = os.path.join(workdir, unit.name, "log.txt")
       progress.failed += len(unit.cells)
       print_fn(f"FAILED {unit.name} (exit {code}; see {os.path.join(workdir, unit.name)}/"
                f"log.txt)  {progress.line(len(running))}")
+
+
+def _record_failures(workdir: str, failures: dict) -> None:
+  """Writes `FAILURES` for the report (removes it when no cell failed)."""
+  path = os.path.join(workdir, FAILURES)
+  if failures:
+    workdir_lib.write_json(path, failures)
+  elif os.path.exists(path):
+    os.remove(path)
+
+
+def read_failures(workdir: str) -> dict:
+  """The cells that failed in the study's last complete run: ``{name: {"exit", "log"}}``."""
+  path = os.path.join(workdir, FAILURES)
+  if not os.path.isfile(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
 
 
 def _stop(signum, running, submit, workdir, grace_seconds, print_fn, summary) -> dict:
