@@ -37,7 +37,8 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(
         os.path.abspath(directory),
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create),
-        item_names=("state", "meta"))
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "meta": ocp.JsonCheckpointHandler()})
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -68,9 +69,18 @@ class Checkpointer:
         meta=ocp.args.JsonRestore()))["meta"]
 
   def read(self, step: int):
-    """Restores ``(state, meta)`` at ``step`` as saved, without a template (to inspect a run)."""
+    """Restores ``(state, meta)`` at ``step`` as saved, on this process's first device.
+
+    For inspecting or reusing a run: its shapes and dtypes come from the checkpoint, so no
+    template is needed, and it reads on any devices, whatever those it was trained on.
+    """
+    tree = self._manager.item_metadata(step)["state"]
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree,
+        is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
     restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     return restored["state"], restored["meta"]
 
   def wait(self) -> None:

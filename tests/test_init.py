@@ -1,5 +1,9 @@
 """Starting points: another run's checkpoint, a weight file, and a finished run in Python."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from flax import nnx
@@ -55,6 +59,19 @@ def test_a_model_that_does_not_fit_is_refused_naming_the_variables(finished):
   wide = models.create("cnn", 5, in_channels=1, rngs=nnx.Rngs(0), features=128)
   with pytest.raises(ValueError, match=r"of another shape \(head/kernel \(256, 5\)"):
     init.from_workdir(wide, workdir)
+
+
+def test_a_run_trained_on_eight_devices_loads_in_a_process_with_one(finished):
+  """A study's figures and a user's notebook load runs that a cluster trained."""
+  workdir, _ = finished
+  code = ("from gsgen import runs; import jax, numpy as np; assert jax.device_count() == 1; "
+          f"run = runs.load({workdir!r}); "
+          "print(run.step, run.predict(np.zeros((2, 64, 64, 1), np.uint8)).shape)")
+  env = {**os.environ, "XLA_FLAGS": ""}
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                        check=False)
+  assert proc.returncode == 0 and proc.stdout.split() == ["4", "(2,", "5)"], proc.stderr[-2000:]
+  assert "Topology" not in proc.stderr and "WARNING" not in proc.stderr, proc.stderr[-2000:]
 
 
 def test_a_workdir_without_a_run_is_refused(tmp_path):
