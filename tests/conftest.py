@@ -1,8 +1,7 @@
 """Test setup: 8 fake CPU devices, and a compilation cache shared by every test process.
 
 Both must be set before JAX initialises its backend, hence here rather than in a test. The
-environment variables reach the runs that tests start as subprocesses too. The finished smoke
-study is here too, so the study's tests and the report page's share one run.
+environment variables reach the runs that tests start as subprocesses too.
 
 Many tests compile the same programs (the smoke preset's training step, the evaluator's
 forward pass) in separate processes; JAX's persistent cache lets every process after the
@@ -14,30 +13,12 @@ turns it off.
 import os
 import tempfile
 
-import pytest
-
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_force_host_platform_device_count=8").strip()
 
 _cache = os.environ.get("GSGEN_TEST_JAX_CACHE",
                         os.path.join(tempfile.gettempdir(), f"gsgen-test-jax-cache-{os.getuid()}"))
 if _cache:
-  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _cache)
-  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-
-
-@pytest.fixture(scope="session")
-def finished(tmp_path_factory):
-  """The smoke study run to the end and reported: ``(workdir, summary, printed lines)``.
-
-  One run per test process, shared by the study's tests and the report page's.
-  """
-  from gsgen import study as study_lib  # pylint: disable=g-import-not-at-top
-  from gsgen.study import report  # pylint: disable=g-import-not-at-top
-  from gsgen.study import runner  # pylint: disable=g-import-not-at-top
-  workdir = str(tmp_path_factory.mktemp("smoke_study"))
-  lines = []
-  summary = runner.run(study_lib.load("smoke"), workdir, jobs=2, print_fn=lines.append)
-  report.write_all(workdir, print_fn=lines.append)
-  return workdir, summary, lines
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _cache)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
