@@ -1,23 +1,23 @@
-"""A run's folder: one live run at a time, its config on record, files replaced atomically,
-and SIGTERM/SIGINT turned into "save a checkpoint now".
+"""A run's folder: where each of its files lives, one live run at a time, files replaced
+atomically, and SIGTERM/SIGINT turned into "save a checkpoint now".
 
 Synopsis::
 
   from gsgen import workdir as workdir_lib
+  workdir_lib.checkpoints(path), workdir_lib.seed_dir(path, 3)   # path/checkpoints, path/seed3
   with workdir_lib.lock(path), workdir_lib.stop_signals() as stop:  # refuses a second live run
-    changes = workdir_lib.check_config(path, config, accept_changes=False)
     ...                                   # the training loop reads stop.signum between steps
-    workdir_lib.write_json(os.path.join(path, "results.json"), results)
+    workdir_lib.write_json(workdir_lib.results_path(path), results)
+
+Contract: every path inside a run's folder is spelled here and nowhere else. A run of several
+seeds keeps replica ``s``'s metrics and results in ``seed<s>/``; a study cell trained as such
+a replica holds ``replica_of.json``, which `replica_of` follows to the run and its seed.
 
 The lock is an advisory ``flock`` on ``run.lock``: the kernel drops it when its process dies,
-however it dies, so a killed run never blocks the next one, while a live one (on this machine,
-or on another one sharing the folder) is named in the refusal.
-
-A scheduler (SLURM, Kubernetes, a preemptible VM) stops a job with SIGTERM and a grace period,
-a person with Ctrl-C (SIGINT). Under `stop_signals` the first of either only sets a flag: the
-run finishes its step, saves it and raises `Interrupted`, whose exit status (128 + the signal
-number: 143 for SIGTERM, 130 for SIGINT, as a shell reports a process the signal killed) lets
-a scheduler requeue the job. A second signal stops at once.
+so a killed run never blocks the next one, while a live one is named in the refusal. Under
+`stop_signals` the first SIGTERM or SIGINT only sets a flag: the run saves the step it
+reached and raises `Interrupted` (exit status 128 + the signal number); a second signal stops
+at once.
 """
 
 from __future__ import annotations
@@ -38,9 +38,76 @@ import ml_collections
 # prepared data lives, and how the final scores are computed.
 NOT_TRAINING = ("progress", "eval.", "train.log_every", "train.checkpoint_every",
                 "data.data_dir")
+# The files and folders of a run, relative to its folder.
+CHECKPOINTS = "checkpoints"
 CONFIG_FILE = "config.json"
 CHANGES_FILE = "config_changes.json"
+RESULTS_FILE = "results.json"
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD = "tensorboard"
+LOCK_FILE = "run.lock"
+REPLICA_FILE = "replica_of.json"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def checkpoints(path: str) -> str:
+  """The run's checkpoint folder."""
+  return os.path.join(path, CHECKPOINTS)
+
+
+def config_path(path: str) -> str:
+  """The config the run was started with (``config.json``)."""
+  return os.path.join(path, CONFIG_FILE)
+
+
+def changes_path(path: str) -> str:
+  """The accepted config changes of a resumed run (``config_changes.json``)."""
+  return os.path.join(path, CHANGES_FILE)
+
+
+def results_path(path: str) -> str:
+  """The run's final results (``results.json``; see `gsgen.results`)."""
+  return os.path.join(path, RESULTS_FILE)
+
+
+def metrics_path(path: str) -> str:
+  """The run's metric log (``metrics.jsonl``; see `gsgen.metric_log`)."""
+  return os.path.join(path, METRICS_FILE)
+
+
+def seed_dir(path: str, seed: int) -> str:
+  """Where one replica of a several-seed run writes its metrics and results."""
+  return os.path.join(path, f"seed{seed}")
+
+
+def read_config(path: str) -> dict:
+  """The config a run in ``path`` was started with (``config.json``).
+
+  Raises:
+    FileNotFoundError: no run there.
+  """
+  config_file = config_path(path)
+  if not os.path.isfile(config_file):
+    raise FileNotFoundError(f"{path} holds no run (no config.json).")
+  with open(config_file) as f:
+    return json.load(f)
+
+
+def write_replica_of(path: str, run: str, seed: int) -> None:
+  """Records in ``path`` that its results are those of replica ``seed`` of the run in ``run``
+  (the pointer is relative, so the study's folder can move)."""
+  write_json(os.path.join(path, REPLICA_FILE),
+             {"workdir": os.path.relpath(run, path), "seed": seed})
+
+
+def replica_of(path: str) -> tuple[str, int] | None:
+  """``(the run's folder, seed)`` if ``path`` holds a replica's pointer, else None."""
+  pointer = os.path.join(path, REPLICA_FILE)
+  if not os.path.isfile(pointer):
+    return None
+  with open(pointer) as f:
+    where = json.load(f)
+  return os.path.normpath(os.path.join(path, where["workdir"])), where["seed"]
 
 
 def _umask() -> int:
@@ -73,7 +140,7 @@ def lock(path: str):
     RunLockedError: naming the holder's pid, host and start time.
   """
   os.makedirs(path, exist_ok=True)
-  lock_path = os.path.join(path, "run.lock")
+  lock_path = os.path.join(path, LOCK_FILE)
   fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
   try:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
