@@ -30,7 +30,7 @@ from ml_collections import config_flags
 import jax
 
 from gsgen import configs
-from gsgen import report
+from gsgen import results as results_lib
 from gsgen import train
 from gsgen import workdir as workdir_lib
 from gsgen.configs import benchmark
@@ -192,8 +192,8 @@ def main(argv):
     print(f"stopped at step {_STOP_AFTER.value}; rerun with the same --workdir to continue.")
   elif jax.process_index() == 0:
     for one in results.get("per_seed", {"": results}).values():
-      print(report.format_table(one))
-    print(f"results: {_WORKDIR.value}/results.json")
+      print(results_lib.format_table(one))
+    print(f"results: {workdir_lib.results_path(_WORKDIR.value)}")
 
 
 # The command as the user typed it: what resumes a stopped run.

@@ -21,8 +21,6 @@ the current step, saves it (with the finite-state check of every save) and raise
 from __future__ import annotations
 
 import copy
-import json
-import os
 import time
 
 import jax
@@ -40,6 +38,7 @@ from gsgen import metric_log
 from gsgen import models
 from gsgen import optim
 from gsgen import progress
+from gsgen import results as results_lib
 from gsgen import sharding
 from gsgen import steps as steps_lib
 from gsgen import validate
@@ -72,16 +71,6 @@ def create_state(config, stage: learner_lib.Stage, spec, mesh, rngs: nnx.Rngs,
                             wrt=optim.trainable(stage.optim))
   graphdef, state = nnx.split((model, optimizer))
   return graphdef, sharding.replicate(state, mesh), record
-
-
-def identity(config, source) -> dict:
-  """What every result names: dataset, data source, split, model, learner and seed(s)."""
-  out = {"dataset": source.spec.name, "data_source": source.data_source,
-         "source": source.data.name, "split": source.split, "model": config.model,
-         "learner": config.learner, "seed": config.seed, "grid": list(source.spec.sizes)}
-  if config.num_seeds > 1:
-    out["num_seeds"] = config.num_seeds
-  return out
 
 
 def _saved(state) -> dict:
@@ -117,7 +106,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     FloatingPointError: the loss or the parameters became NaN or infinite; the message
       names the step and the last good checkpoint.
     ValueError: a bad config field (before anything is created), or a workdir holding a
-      different run or config (`gsgen.workdir.ConfigChangedError`).
+      different run or config (`gsgen.results.ConfigChangedError`).
     gsgen.workdir.RunLockedError: another live process holds the workdir.
   """
   validate.config(config, jax.device_count())
@@ -134,36 +123,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     with workdir_lib.stop_signals() as stop:
       return _train_and_evaluate(config, workdir, stop_after_step, stages, source, [], stop)
   with workdir_lib.lock(workdir), workdir_lib.stop_signals() as stop:
-    validate.writable(os.path.join(workdir, "checkpoints"))
-    finished = _finished_results(workdir, config)
+    validate.writable(workdir_lib.checkpoints(workdir))
+    finished = results_lib.finished(workdir, config)
     if finished is not None:
       return finished
-    ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), 1)
+    ckpt = checkpoint_lib.Checkpointer(workdir_lib.checkpoints(workdir), 1)
     start = ckpt.latest_step() or 0
     held = ckpt.read_meta(start)["identity"] if start else None
     ckpt.close()
-    if held is not None and held != identity(config, source):
-      raise ValueError(f"{workdir} holds a run of {held}, not {identity(config, source)}; use "
-                       f"another workdir.")
-    changes = workdir_lib.check_config(workdir, config, start, accept_config_changes)
+    run_id = results_lib.identity(config, source)
+    if held is not None and held != run_id:
+      raise ValueError(f"{workdir} holds a run of {held}, not {run_id}; use another workdir.")
+    changes = results_lib.check_config(workdir, config, start, accept_config_changes)
     return _train_and_evaluate(config, workdir, stop_after_step, stages, source, changes,
                                stop)
 
 
-def _finished_results(workdir: str, config) -> dict | None:
-  """The results of a finished run of exactly ``config`` in ``workdir``, else None."""
-  path = os.path.join(workdir, "results.json")
-  if not os.path.isfile(path):
-    return None
-  with open(path) as f:
-    results = json.load(f)
-  same = workdir_lib.flatten(results["config"]) == workdir_lib.flatten(
-      json.loads(json.dumps(config.to_dict())))
-  return results if same else None
-
-
 def _train_and_evaluate(config, workdir, stop_after_step, stages, source, changes, stop):
-  spec, run_id = source.spec, identity(config, source)
+  spec, run_id = source.spec, results_lib.identity(config, source)
   seeds = [config.seed + i for i in range(config.num_seeds)]
   stacked = len(seeds) > 1  # replicas with a leading seed axis, trained by one program
   mesh = sharding.make_mesh()
@@ -172,11 +149,12 @@ def _train_and_evaluate(config, workdir, stop_after_step, stages, source, change
     from gsgen.datasets import procedural  # pylint: disable=g-import-not-at-top
     render = procedural.renderer(spec)
 
-  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
+  ckpt = checkpoint_lib.Checkpointer(workdir_lib.checkpoints(workdir),
                                      config.train.checkpoint_every)
   start = ckpt.latest_step() or 0
-  logs = [metric_log.MetricLog(seed_dir(workdir, s) if stacked else workdir, start)
-          for s in seeds]
+  # Each replica of a several-seed run logs and writes into its own seed folder.
+  folders = [workdir_lib.seed_dir(workdir, s) if stacked else workdir for s in seeds]
+  logs = [metric_log.MetricLog(folder, start) for folder in folders]
   bounds = np.cumsum([0] + [s.steps for s in stages]).tolist()
   total = bounds[-1]
   last = total if stop_after_step is None else min(total, stop_after_step)
@@ -232,38 +210,16 @@ def _train_and_evaluate(config, workdir, stop_after_step, stages, source, change
     logs[i].close()
     files = {}
     if stages[-1].learner.on_end is not None and jax.process_index() == 0:
-      files = stages[-1].learner.on_end(previous[i], source,
-                                        seed_dir(workdir, s) if stacked else workdir, one) or {}
-    per_seed.append({
-        **identity(one, source), "steps": total,
-        "stages": {st.name: st.steps for st in stages}, "test": test, "files": files,
-        "train": {"final_loss": logs[i].last.get("loss"),
-                  "images_per_second": logs[i].last.get("images_per_second"),
-                  "final_metrics": _final_metrics(logs[i].rows, stages),
-                  "num_params": models.num_params(previous[i]),
-                  "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
-                  "seeds_in_one_program": len(seeds)},
-        "init_from": init_records[i], "config_changes": changes,
-        "config": one.to_dict()})
-  if not stacked:
-    per_seed[0]["config"] = config.to_dict()
-    del per_seed[0]["train"]["seeds_in_one_program"]
-    results = per_seed[0]
-  else:
-    results = {**run_id, "steps": total, "seeds": seeds,
-               "per_seed": {str(s): r for s, r in zip(seeds, per_seed)},
-               "config_changes": changes, "config": config.to_dict()}
+      files = stages[-1].learner.on_end(previous[i], source, folders[i], one) or {}
+    per_seed.append(results_lib.of_seed(
+        one, source, stages, test=test, files=files, rows=logs[i].rows,
+        num_params=models.num_params(previous[i]),
+        devices=f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+        init_from=init_records[i], config_changes=changes, seeds_in_one_program=len(seeds)))
+  results = results_lib.of_run(config, source, per_seed, changes)
   if jax.process_index() == 0:
-    if stacked:
-      for s, r in zip(seeds, per_seed):
-        workdir_lib.write_json(os.path.join(seed_dir(workdir, s), "results.json"), r)
-    workdir_lib.write_json(os.path.join(workdir, "results.json"), results)
+    results_lib.write(workdir, results)
   return results
-
-
-def seed_dir(workdir: str, seed: int) -> str:
-  """Where one replica of a several-seed run writes its metrics and results."""
-  return os.path.join(workdir, f"seed{seed}")
 
 
 def _stack(trees):
@@ -339,15 +295,6 @@ def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, logs,
 
 def _of_seed(seeds, i) -> str:
   return f", seed {seeds[i]}" if len(seeds) > 1 else ""
-
-
-def _final_metrics(rows: list[dict], stages) -> dict:
-  """The last logged metrics of every stage (the learner's loss terms among them)."""
-  out = {}
-  for row in rows:
-    if row.get("stage") in {s.name for s in stages}:
-      out[row["stage"]] = {k: v for k, v in row.items() if k not in ("stage",)}
-  return out
 
 
 def _check_finite(fetched, ckpt, seeds):

@@ -17,6 +17,7 @@ from absl import flags
 
 from gsgen import checkpoint
 from gsgen import main as main_lib
+from gsgen import results as results_lib
 from gsgen import train
 from gsgen import workdir as workdir_lib
 from gsgen.configs import benchmark
@@ -108,7 +109,7 @@ def test_a_changed_training_config_is_refused_naming_the_fields(tmp_path):
   changed.optim.learning_rate = 1e-2
   changed.train.batch_size = 32
   changed.eval.batch_size = 128  # how the scores are computed: not a training field
-  with pytest.raises(workdir_lib.ConfigChangedError,
+  with pytest.raises(results_lib.ConfigChangedError,
                      match=r"trained to step 2 with another config \(optim.learning_rate: "
                            r"0.001 -> 0.01; train.batch_size: 64 -> 32\)"):
     train.train_and_evaluate(changed, str(tmp_path))
@@ -124,7 +125,7 @@ def test_more_steps_only_on_purpose_and_recorded(tmp_path):
   train.train_and_evaluate(get_config(), str(tmp_path))
   longer = get_config()
   longer.train.steps = 6
-  with pytest.raises(workdir_lib.ConfigChangedError, match=r"train.steps: 4 -> 6"):
+  with pytest.raises(results_lib.ConfigChangedError, match=r"train.steps: 4 -> 6"):
     train.train_and_evaluate(longer, str(tmp_path))
   results = train.train_and_evaluate(longer, str(tmp_path), accept_config_changes=True)
   assert results["steps"] == 6
@@ -197,7 +198,7 @@ def test_a_diverging_run_saves_nothing_non_finite_and_the_advised_rerun_succeeds
   saved = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
   assert saved == ["1"]
   config.optim.learning_rate = 1e-3
-  with pytest.raises(workdir_lib.ConfigChangedError, match="optim.learning_rate"):
+  with pytest.raises(results_lib.ConfigChangedError, match="optim.learning_rate"):
     train.train_and_evaluate(config, str(tmp_path))
   results = train.train_and_evaluate(config, str(tmp_path), accept_config_changes=True)
   assert results["steps"] == 4 and results["test"]["rsquared"] is not None

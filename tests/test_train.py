@@ -12,8 +12,8 @@ from flax import nnx
 from gsgen import input_pipeline
 from gsgen import learners
 from gsgen import models
+from gsgen import results as results_lib
 from gsgen import sharding
-from gsgen import report
 from gsgen import steps
 from gsgen import train
 from gsgen.configs import benchmark
@@ -49,7 +49,7 @@ def test_end_to_end_writes_results_with_every_metric(tmp_path):
   lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
   assert [json.loads(l)["step"] for l in lines] == [2, 4]
   assert any(p.name.startswith("events") for p in (tmp_path / "tensorboard").iterdir())
-  assert "x_position" in report.format_table(on_disk)
+  assert "x_position" in results_lib.format_table(on_disk)
 
 
 @pytest.mark.parametrize("model", ["cnn", "small_densenet"])

@@ -15,11 +15,11 @@ got, with the cells still missing listed, never as an error.
 from __future__ import annotations
 
 import csv
-import json
 import os
 
 import numpy as np
 
+from gsgen import results as results_lib
 from gsgen import workdir as workdir_lib
 from gsgen.study import claims as claims_lib
 from gsgen.study import read_manifest
@@ -60,12 +60,11 @@ def collect(workdir: str) -> tuple[list[dict], list[str]]:
   """The rows of every finished cell of the study in ``workdir``, and the missing cells."""
   rows, missing = [], []
   for cell in read_manifest(workdir):
-    path = os.path.join(workdir, cell.name, "results.json")
-    if not os.path.isfile(path):
+    results = results_lib.read(os.path.join(workdir, cell.name))
+    if results is None:
       missing.append(cell.name)
       continue
-    with open(path) as f:
-      rows.append(row(cell, json.load(f)))
+    rows.append(row(cell, results))
   return rows, missing
 
 

@@ -31,6 +31,7 @@ import threading
 import time
 from typing import Callable
 
+from gsgen import results as results_lib
 from gsgen import workdir as workdir_lib
 from gsgen.study import Cell
 from gsgen.study import Study
@@ -95,27 +96,22 @@ def _hand_out(unit: Unit, workdir: str) -> None:
   if len(unit.cells) == 1:
     return
   import shutil  # pylint: disable=g-import-not-at-top
+  run_dir = os.path.join(workdir, unit.name)
   for c in unit.cells:
     cell_dir = os.path.join(workdir, c.name)
     os.makedirs(cell_dir, exist_ok=True)
-    replica = os.path.join(workdir, unit.name, f"seed{c.seed}")
-    for name in ("metrics.jsonl", "results.json"):  # results last: it marks the cell done
-      shutil.copyfile(os.path.join(replica, name), os.path.join(cell_dir, name + ".tmp"))
-      os.replace(os.path.join(cell_dir, name + ".tmp"), os.path.join(cell_dir, name))
-    workdir_lib.write_json(os.path.join(cell_dir, "replica_of.json"),
-                           {"workdir": os.path.join("..", unit.name), "seed": c.seed})
+    replica = workdir_lib.seed_dir(run_dir, c.seed)
+    # results last: it marks the cell done
+    for path in (workdir_lib.metrics_path, workdir_lib.results_path):
+      shutil.copyfile(path(replica), path(cell_dir) + ".tmp")
+      os.replace(path(cell_dir) + ".tmp", path(cell_dir))
+    workdir_lib.write_replica_of(cell_dir, run_dir, c.seed)
 
 
 def is_finished(cell: Cell, workdir: str) -> bool:
-  """Whether ``cell`` has results of exactly its config (not of another cell's)."""
-  path = os.path.join(workdir, cell.name, "results.json")
-  if not os.path.isfile(path):
-    return False
-  with open(path) as f:
-    saved = json.load(f)["config"]
-  want = json.loads(json.dumps(cell.config().to_dict()))
-  ignore = lambda d: {k: v for k, v in workdir_lib.flatten(d).items() if k != "progress"}
-  return ignore(saved) == ignore(want)
+  """Whether ``cell`` has results of its config (not of another cell's; see
+  `gsgen.results.finished`)."""
+  return results_lib.finished(os.path.join(workdir, cell.name), cell.config()) is not None
 
 
 def _attempt(argv: list[str], log_path: str, env: dict | None = None,
@@ -151,7 +147,7 @@ def _attempt(argv: list[str], log_path: str, env: dict | None = None,
 
 def saved_step(cell_dir: str) -> int | None:
   """The newest checkpoint step in a cell's workdir, or None."""
-  folder = os.path.join(cell_dir, "checkpoints")
+  folder = workdir_lib.checkpoints(cell_dir)
   steps = [int(n) for n in os.listdir(folder) if n.isdigit()] if os.path.isdir(folder) else []
   return max(steps, default=None)
 
