@@ -18,7 +18,6 @@ the regression head starts at zero, as in BiT's fine-tuning recipe.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
@@ -29,6 +28,7 @@ from flax import nnx
 from gsgen import checkpoint as checkpoint_lib
 from gsgen import optim
 from gsgen import weights as weights_lib
+from gsgen import workdir as workdir_lib
 
 
 def flat_variables(model: nnx.Module) -> dict[str, nnx.Variable]:
@@ -80,7 +80,7 @@ def run_variables(workdir: str) -> tuple[dict[str, np.ndarray], dict]:
   Raises:
     FileNotFoundError: no checkpoint in ``workdir``.
   """
-  folder = os.path.join(workdir, "checkpoints")
+  folder = workdir_lib.checkpoints(workdir)
   ckpt = checkpoint_lib.Checkpointer(folder, 1, create=False) if os.path.isdir(folder) else None
   step = ckpt.latest_step() if ckpt else None
   if step is None:
@@ -161,12 +161,3 @@ def apply(model: nnx.Module, init_config, model_name: str) -> dict:
             "format": found.format, "architecture": found.architecture,
             "variables": len(loaded), "head": "zeros"}
   return {}
-
-
-def read_config(workdir: str) -> dict:
-  """The config a run in ``workdir`` was started with (``config.json``)."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{workdir} holds no run (no config.json).")
-  with open(path) as f:
-    return json.load(f)

@@ -34,7 +34,7 @@ class MetricLog:
       workdir: the run's folder.
       start_step: the step the run resumes from; later lines are dropped.
     """
-    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.path = workdir_lib.metrics_path(workdir)
     self._primary = jax.process_index() == 0
     self.rows, clean = [], True
     if os.path.exists(self.path):
@@ -45,7 +45,7 @@ class MetricLog:
       return
     if not clean:  # rewritten whole or not at all
       workdir_lib.write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
-    self._tb = _summary_writer()(os.path.join(workdir, "tensorboard"), flush_secs=10)
+    self._tb = _summary_writer()(os.path.join(workdir, workdir_lib.TENSORBOARD), flush_secs=10)
 
   @property
   def last(self) -> dict:

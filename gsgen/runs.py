@@ -24,6 +24,7 @@ from flax import nnx
 from gsgen import init as init_lib
 from gsgen import learners
 from gsgen import specs as specs_lib
+from gsgen import workdir as workdir_lib
 from gsgen.learners import learner as learner_lib
 
 
@@ -78,15 +79,25 @@ def _encoder(model: nnx.Module) -> nnx.Module:
 def load(workdir: str, seed: int | None = None) -> Run:
   """The run in ``workdir``, from its ``config.json`` and newest checkpoint.
 
+  A study cell trained as one replica of a several-seed program holds a pointer to that
+  program's folder (`gsgen.workdir.replica_of`): its replica is loaded from there.
+
   Args:
-    workdir: the run's folder.
+    workdir: the run's folder, or a study cell's.
     seed: which replica of a several-seed run (``config.num_seeds > 1``) to load.
 
   Raises:
     FileNotFoundError: no run or no checkpoint there.
-    ValueError: a several-seed run without a valid ``seed``.
+    ValueError: a several-seed run without a valid ``seed``, or a replica's cell asked
+      for another seed than its own.
   """
-  config = ml_collections.ConfigDict(init_lib.read_config(workdir))
+  pointer = workdir_lib.replica_of(workdir)
+  if pointer is not None:
+    run_dir, own = pointer
+    if seed is not None and seed != own:
+      raise ValueError(f"{workdir} holds seed {own} of the run in {run_dir}, not seed {seed}.")
+    return load(run_dir, own)
+  config = ml_collections.ConfigDict(workdir_lib.read_config(workdir))
   arrays, meta = init_lib.run_variables(workdir)
   seeds = list(range(config.seed, config.seed + config.num_seeds))
   if len(seeds) > 1:

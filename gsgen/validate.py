@@ -19,6 +19,7 @@ from gsgen import optim
 from gsgen import specs as specs_lib
 from gsgen import splits as splits_lib
 from gsgen import weights
+from gsgen import workdir as workdir_lib
 from gsgen.learners import learner as learner_lib
 from gsgen.models import preprocess
 
@@ -73,7 +74,7 @@ def config(config, num_devices: int) -> None:
     raise ValueError("config.init_from.workdir and config.init_from.weights are both set; "
                      "choose one.")
   if config.init_from.workdir and not os.path.isdir(
-      os.path.join(config.init_from.workdir, "checkpoints")):
+      workdir_lib.checkpoints(config.init_from.workdir)):
     raise FileNotFoundError(f"config.init_from.workdir: {config.init_from.workdir} holds no "
                             f"run (no checkpoints folder).")
   if config.init_from.weights and not os.path.isfile(config.init_from.weights):

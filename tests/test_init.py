@@ -14,6 +14,7 @@ from gsgen import models
 from gsgen import runs
 from gsgen import splits
 from gsgen import train
+from gsgen import workdir as workdir_lib
 from gsgen.configs import benchmark
 from gsgen.datasets import procedural
 
@@ -98,3 +99,20 @@ def test_load_a_finished_run_and_score_it_on_another_split(finished):
   assert other["rsquared"] != again["rsquared"]
   z = run.encode(images(np.arange(3)))
   assert z.shape == (3, 256)
+
+
+def test_load_follows_a_study_cells_pointer_to_its_replica(tmp_path):
+  config = get_config()
+  config.train.steps, config.num_seeds = 2, 2
+  program = tmp_path / "cell-seeds0-1"
+  train.train_and_evaluate(config, str(program))
+  cell = tmp_path / "cell-seed1"
+  cell.mkdir()
+  workdir_lib.write_replica_of(str(cell), str(program), 1)  # as the study runner hands it out
+  run, replica = runs.load(str(cell)), runs.load(str(program), seed=1)
+  assert run.config.seed == 1 and run.config.num_seeds == 1 and run.step == 2
+  images = np.arange(2 * 64 * 64, dtype=np.uint8).reshape(2, 64, 64, 1)
+  np.testing.assert_array_equal(run.predict(images), replica.predict(images))
+  assert not np.array_equal(run.predict(images), runs.load(str(program), seed=0).predict(images))
+  with pytest.raises(ValueError, match="holds seed 1 of the run in .*, not seed 0"):
+    runs.load(str(cell), seed=0)

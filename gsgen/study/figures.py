@@ -15,7 +15,6 @@ histograms; 5. predictions against the truth along an extrapolated factor.
 
 from __future__ import annotations
 
-import json
 import os
 
 import matplotlib
@@ -24,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from gsgen import results as results_lib  # pylint: disable=wrong-import-position
 from gsgen import specs as specs_lib  # pylint: disable=wrong-import-position
 from gsgen import splits as splits_lib  # pylint: disable=wrong-import-position
 from gsgen.study import report  # pylint: disable=wrong-import-position
@@ -128,8 +128,8 @@ def towards_mean_figure(workdir: str, rows, path: str) -> str:
     sums = {}
     for r in rows:
       if r["dataset"] == dataset and r["split"] == "extrapolation":
-        with open(os.path.join(workdir, r["cell"], "results.json")) as f:
-          towards = json.load(f)["test"].get("towards_mean", {})
+        towards = results_lib.read(os.path.join(workdir, r["cell"]))["test"].get(
+            "towards_mean", {})
         for summary in towards.values():
           counts = np.asarray(summary["counts"], float)
           sums[r["approach"]] = sums.get(r["approach"], 0) + counts
@@ -161,14 +161,7 @@ def predictions_figure(workdir: str, rows, dataset: str, path: str) -> str | Non
   if best["source"].startswith("benchmark_"):
     return None
   from gsgen import runs  # pylint: disable=g-import-not-at-top
-  cell_dir = os.path.join(workdir, best["cell"])
-  pointer = os.path.join(cell_dir, "replica_of.json")
-  if os.path.isfile(pointer):  # trained as one replica of a several-seed program
-    with open(pointer) as f:
-      where = json.load(f)
-    run = runs.load(os.path.normpath(os.path.join(cell_dir, where["workdir"])), where["seed"])
-  else:
-    run = runs.load(cell_dir)
+  run = runs.load(os.path.join(workdir, best["cell"]))  # follows a replica's pointer
   spec = run.spec
   marked = splits_lib.marked_values(spec, "extrapolation")
   j = max((spec.factor_index(n) for n in marked), key=lambda i: spec.factors[i].size)
