@@ -25,6 +25,7 @@ import numpy as np
 from gsgen.datasets import procedural
 from gsgen.datasets import render_shapes3d
 from gsgen import specs
+from gsgen import xla
 
 
 def render_rate(name: str, batch: int, seconds: float, render=None) -> float:
@@ -67,6 +68,7 @@ def prepare_cost(name: str, data_dir: str) -> tuple[float, float]:
 
 
 def main():
+  xla.configure()  # gsgen's XLA CPU option, as its command lines set it
   parser = argparse.ArgumentParser()
   parser.add_argument("--batches", default="64,512",
                       help="batch sizes: 64 is a training step's, 512 a preparation chunk's")

@@ -38,6 +38,7 @@ from gsgen import sharding
 from gsgen import specs
 from gsgen import steps as steps_lib
 from gsgen import train
+from gsgen import xla
 from gsgen.configs import benchmark
 from gsgen.datasets import procedural
 from gsgen.datasets import sources
@@ -138,6 +139,7 @@ def make_source(dataset: str, name: str, data_dir: str, official_dir: str = "dat
 
 
 def main():
+  xla.configure()  # gsgen's XLA CPU option, as its command lines set it
   parser = argparse.ArgumentParser()
   parser.add_argument("--model", default="cnn")
   parser.add_argument("--learners", default="regression",

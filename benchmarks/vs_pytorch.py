@@ -161,6 +161,8 @@ def _torch_worker(kind: str, opts: dict):
 # --- gsgen ------------------------------------------------------------------------------------
 
 def _gsgen_worker(kind: str, opts: dict):
+  from gsgen import xla  # pylint: disable=g-import-not-at-top
+  xla.configure()  # gsgen's XLA CPU option, as its command lines set it
   if kind.split(":")[0] in LEARNERS:
     import train_throughput  # pylint: disable=g-import-not-at-top  (benchmarks/ is on sys.path)
     learner, batches = kind.split(":")
@@ -330,7 +332,8 @@ def main():
   print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores; "
         f"load averages {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the start")
   print(f"torch {version('torch')}, jax {version('jax')}, python {sys.version.split()[0]}; "
-        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} (gsgen adds its default on import)")
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} (gsgen's workers add "
+        f"gsgen.xla.DEFAULT unless it names the option)")
   parts = args.parts.split(",")
   if "train" in parts:
     results, loads = _alternate([

@@ -33,6 +33,7 @@ from gsgen import configs
 from gsgen import results as results_lib
 from gsgen import train
 from gsgen import workdir as workdir_lib
+from gsgen import xla
 from gsgen.configs import benchmark
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -202,6 +203,7 @@ _RESUME = shlex.join(["python", "-m", "gsgen.main", *sys.argv[1:]])
 
 def run():
   """The console entry: parses the flags (one line per mistake), then runs `main`."""
+  xla.configure()
   try:
     app.run(main, flags_parser=parse_flags)
   except KeyboardInterrupt:

@@ -1,6 +1,7 @@
 """Test setup: 8 fake CPU devices, and a compilation cache shared by every test process.
 
-Both must be set before JAX initialises its backend, hence here rather than in a test. The
+Both must be set before JAX initialises its backend, hence here rather than in a test; so
+must gsgen's XLA CPU option (`gsgen.xla.configure`), which the command lines set too. The
 environment variables reach the runs that tests start as subprocesses too.
 
 Many tests compile the same programs (the smoke preset's training step, the evaluator's
@@ -15,6 +16,9 @@ import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_force_host_platform_device_count=8").strip()
+from gsgen import xla  # pylint: disable=wrong-import-position
+
+xla.configure()  # as the command lines do: tests run with gsgen's XLA CPU option
 
 _cache = os.environ.get("GSGEN_TEST_JAX_CACHE",
                         os.path.join(tempfile.gettempdir(), f"gsgen-test-jax-cache-{os.getuid()}"))

@@ -8,7 +8,6 @@ from flax import nnx
 from jax import lax
 from model_checks import uniform
 
-import gsgen
 from gsgen import models
 from gsgen.models import cnn
 from gsgen.models import fast_conv
@@ -152,20 +151,6 @@ def test_cnn_parameters_keep_their_names_and_shapes():
       "head/kernel": (256, 5), "head/bias": (5,)}
 
 
-@pytest.mark.parametrize("flags,version,expected", [
-    ("", "0.10.2", "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"),
-    ("--xla_force_host_platform_device_count=8", "0.10.0",
-     "--xla_force_host_platform_device_count=8 "
-     "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"),
-    # The user's own choice stays.
-    ("--xla_cpu_experimental_ynn_fusion_type=+individual_convolution", "0.10.2",
-     "--xla_cpu_experimental_ynn_fusion_type=+individual_convolution"),
-    # Older XLA does not know the flag and would abort on it.
-    ("", "0.9.1", ""),
-    ("", "dev", ""),
-])
-def test_default_xla_flags(flags, version, expected):
-  assert gsgen._default_xla_flags(flags, version) == expected
 
 
 def test_cnn_encodes_large_cpu_batches_in_chunks_with_the_same_values():

@@ -19,6 +19,7 @@ import argparse
 import sys
 
 from gsgen import study as study_lib
+from gsgen import xla
 from gsgen.study import report
 from gsgen.study import runner
 
@@ -56,6 +57,7 @@ def main(argv=None) -> int:
   lst = sub.add_parser("list", help="print a study's cells and their workdir names")
   lst.add_argument("--study", required=True)
   args = parser.parse_args(argv)
+  xla.configure()  # the report's figures score runs in this process
   try:
     if args.command == "list":
       study = study_lib.load(args.study)
