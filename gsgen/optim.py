@@ -124,13 +124,20 @@ def trainable(optim_config) -> nnx.filterlib.Filter:
 
 
 def train_mode(model: nnx.Module, optim_config) -> None:
-  """Training mode for what trains; inference mode for frozen normalisation layers.
+  """Training mode for what trains; inference mode for every part that trains none of its
+  parameters (a frozen encoder or backbone, a frozen normalisation layer).
 
   A frozen BatchNorm keeps using (and never updates) its running statistics, so a frozen
-  backbone stays bitwise unchanged and behaves as it did when it was trained.
+  backbone stays bitwise unchanged and behaves as it did when it was trained; the readout's
+  encoder is frozen this way too.
   """
   model.train()
   pattern = re.compile(optim_config.trainable)
+  params = [path_string(p) for p, _ in nnx.to_flat_state(nnx.state(model, nnx.Param))]
   for path, module in nnx.iter_modules(model):
-    if isinstance(module, nnx.BatchNorm) and not pattern.search(path_string(path) + "/scale"):
+    prefix = path_string(path)
+    own = [p for p in params if not prefix or p.startswith(prefix + "/")]
+    frozen = own and not any(pattern.search(p) for p in own)
+    # A BatchNorm without scale or bias is frozen unless its path says it trains.
+    if frozen or (isinstance(module, nnx.BatchNorm) and not pattern.search(prefix + "/scale")):
       module.eval()

@@ -136,3 +136,35 @@ def test_a_frozen_batch_norm_keeps_its_statistics(trainable, frozen_moves, monke
   after = jax.device_get(nnx.to_pure_dict(state)[0]["norm"])
   for name in ("mean", "var", "scale", "bias"):
     assert np.array_equal(before[name], after[name]) != frozen_moves, name
+
+
+def _modes(model):
+  """``{path: (deterministic, use_running_average)}`` of the modules that have either."""
+  out = {}
+  for path, module in nnx.iter_modules(model):
+    flags = (getattr(module, "deterministic", None), getattr(module, "use_running_average", None))
+    if flags != (None, None):
+      out[optim.path_string(path)] = flags
+  return out
+
+
+def test_train_mode_puts_every_frozen_part_and_only_those_in_inference_mode():
+  """One mechanism for a readout's frozen encoder (its PCL batch norm included) and a
+  fine-tuned backbone's frozen BatchNorms."""
+  from gsgen.models import cnn, latent, readout  # pylint: disable=g-import-not-at-top
+  rngs = nnx.Rngs(0)
+  probe = readout.Readout(latent.PCL(cnn.CNN(20, in_channels=1, rngs=rngs), 10, rngs=rngs), 5,
+                          rngs=rngs)
+  optim.train_mode(probe, optim_config(trainable="^head/"))
+  modes = _modes(probe)
+  assert modes["encoder/encoder"] == (True, None)             # the CNN: inference mode
+  assert modes["encoder/norm"] == (None, True)                # PCL's batch norm: running stats
+  optim.train_mode(probe, optim_config(trainable=".*"))
+  assert set(_modes(probe).values()) <= {(False, None), (None, False)}
+
+  resnet = models.create("resnet18", 5, in_channels=3, rngs=rngs)
+  optim.train_mode(resnet, optim_config(trainable="^head/"))
+  norms = {p: m for p, m in _modes(resnet).items() if m[1] is not None}
+  assert norms and all(m[1] for m in norms.values())
+  optim.train_mode(resnet, optim_config(trainable=".*"))
+  assert not any(m[1] for m in _modes(resnet).values() if m[1] is not None)

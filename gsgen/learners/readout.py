@@ -28,10 +28,7 @@ from gsgen.models import readout as readout_model
 
 def loss(model: readout_model.Readout, batch: dict, rng: jax.Array) -> tuple[jax.Array, dict]:
   """Squared error of the normalised targets, summed over factors, mean over the batch."""
-  del rng
-  # The engine puts the whole model in training mode; a frozen encoder with batch norm
-  # must still use (and keep) its running statistics.
-  model.encoder.eval()
+  del rng  # the engine runs the frozen encoder in inference mode (`optim.train_mode`)
   errors = jnp.sum((model(batch["image"]) - batch["targets"]) ** 2, axis=-1)
   return jnp.mean(errors), {}
 
