@@ -1,25 +1,19 @@
-"""Factor regressors by name: an explicit table from model name to constructor.
+"""Factor regressors by name: `MODELS`, `create`, `options`, `num_params`.
 
-Every approach of the study is a model that maps images to the factors, and the learners,
-readouts and transfer recipes need one contract over all of them: each constructor is
-``(num_outputs, *, in_channels, rngs, **options) -> nnx.Module``, each module maps images
-``[batch, 64, 64, in_channels]`` in [0, 1] to ``[batch, num_outputs]``, and
-``model(x) == model.head(model.encode(x))``, where ``encode(x) -> [batch,
-model.encoding_size]`` is the pooled representation the regression head reads.
-``encoding_size`` is known without running the model, so a readout can be built on any
-encoder. Modules with batch statistics switch with ``model.train()`` / ``model.eval()``.
+Every constructor is ``(num_outputs, *, in_channels, rngs, **options) -> nnx.Module``; every
+model maps images ``[batch, 64, 64, in_channels]`` in [0, 1] to ``[batch, num_outputs]``, with
+``model(x) == model.head(model.encode(x))`` and an ``encoding_size`` known before it runs
+(docs/models.md, "The common contract").
 
 Synopsis::
 
   import jax.numpy as jnp
   from flax import nnx
   from gsgen import models
-  from gsgen.models import mlp
   model = models.create("cnn", num_outputs=5, in_channels=1, rngs=nnx.Rngs(0))
   images = jnp.zeros((8, 64, 64, 1))
   model(images).shape                        # (8, 5)
   model.encode(images).shape                 # (8, 256) == (8, model.encoding_size)
-  readout = mlp.MLPHead(model.encoding_size, (256,) * 5, 5, rngs=nnx.Rngs(1))
   models.num_params(model)                   # 379077
 """
 

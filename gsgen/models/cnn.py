@@ -1,9 +1,8 @@
-"""The benchmark's standard convolutional regressor (the authors' VanillaCNN).
+"""The benchmark's standard CNN (the authors' VanillaCNN): a factor regressor and the VAEs' encoder.
 
-The encoder of the disentanglement literature, which the published benchmark trains as its
-supervised baseline and which the VAE-style learners reuse: four 4x4 stride-2 convolutions
-shrink 64x64 images to 4x4, and a 4x4 valid convolution to 256 channels leaves one position,
-so ``encode()`` is a 256-vector with nothing spatial left to pool (layout in docs/models.md).
+Four 4x4 stride-2 convolutions take 64x64 images to 4x4 and a 4x4 valid convolution to 256
+channels leaves one position; ``encode()`` is that 256-vector, the head a linear map
+(docs/models.md, "CNN").
 
 Synopsis::
 
@@ -27,10 +26,8 @@ from gsgen.models import torch_init as init
 
 CHANNELS = (32, 32, 64, 64)
 FEATURES = 256
-# In inference mode on a CPU, larger batches are encoded this many images at a time (one
-# compiled loop): the activations of a chunk stay in cache, so evaluation at batch 256 or more
-# runs faster than in one piece (benchmarks/vs_pytorch.py). Training takes the batch whole (the
-# gradient of the loop is far slower), and so do accelerators.
+# Inference on a CPU encodes larger batches this many images at a time, in one compiled loop
+# (docs/models.md, "The CNN on a CPU").
 CPU_CHUNK = 64
 
 

@@ -1,10 +1,8 @@
-"""The standard CNN with coordinate channels at the input of every convolution (CoordConv).
+"""The standard CNN with x/y coordinate channels before every convolution (CoordConv).
 
-A plain convolution is translation-equivariant and can infer where something is only from the
-zero padding at the border; regressing position factors asks for exactly that, so CoordConv
-(Liu et al., 2018) hands every convolution the x and y coordinate of each pixel of its own
-input. Everything else, ``encode()`` included, is `gsgen.models.cnn.CNN`; the coordinate
-convention is in docs/models.md.
+Each convolution also sees the coordinates of every pixel of its own input, ``linspace(-1, 1,
+n)`` along the width (x) and the height (y); everything else, ``encode()`` included, is
+`cnn.CNN` (docs/models.md, "CoordConv").
 
 Synopsis::
 
@@ -62,11 +60,8 @@ def add_coordinates(x: jax.Array) -> jax.Array:
 
 
 class CoordConv(cnn.CNN):
-  """The `cnn.CNN` layout with x/y coordinate channels added before every convolution.
-
-  Same constructor, ``encode()`` and ``encoding_size`` as `cnn.CNN`; only the input of each
-  convolution differs (its PyTorch fan-in counts the two coordinate channels).
-  """
+  """`cnn.CNN` (same constructor, ``encode()``, ``encoding_size``) with x/y coordinate channels
+  added before every convolution."""
 
   extra_channels = NUM_COORDS
 

@@ -1,9 +1,8 @@
-"""A multilayer perceptron on the flattened image, and the ReLU MLP head other models reuse.
+"""A multilayer perceptron on the flattened image, and `MLPHead`, the ReLU MLP other models reuse.
 
-The study's MLP baseline sees pixels with no spatial prior at all, which is what makes it the
-reference point for every inductive bias the other models add; its width makes it a peer of
-the CNN in capacity (docs/models.md). `MLPHead` is the same stack of ReLU layers on any
-representation: the set encoder's head, or a readout on a frozen ``encode()``.
+`MLP` (three ReLU layers of 512 by default) has no spatial prior; ``encode()`` is its last
+hidden layer. `MLPHead` is the same stack on any representation: the set encoder's head and
+the readout's (docs/models.md, "MLP").
 
 Synopsis::
 

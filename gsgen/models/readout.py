@@ -1,10 +1,8 @@
-"""A readout: an MLP regressor on the representation ``encode()`` of another model.
+"""A readout: an `mlp.MLPHead` on another model's ``encode()``.
 
-The un- and weakly supervised learners never see a factor label, so the study scores them
-by training a small MLP on their frozen representation (docs/learners.md); the same readout probes
-the representation of any model of `gsgen.models`, supervised ones included. The readout
-is itself a model of the common contract (``model(x) == model.head(model.encode(x))``), so
-the engine, the evaluator and `gsgen.runs` treat it like any other.
+A model of the common contract (``model(x) == model.head(model.encode(x))``, the encoder's
+``encoding_size``) that scores a representation learner, or probes any model, on its frozen
+encoder (docs/learners.md, "Readout").
 
 Synopsis::
 

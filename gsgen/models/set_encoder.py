@@ -1,10 +1,8 @@
-"""The image as a set of pixels: a shared per-pixel MLP, permutation-invariant pooling, an MLP head.
+"""The image as a set of pixels: a shared per-pixel MLP, mean and max pooling, an MLP head.
 
-A model with no spatial prior beyond what it learns from coordinates: each pixel becomes one
-element ``(x, y, value...)`` (the CoordConv coordinate convention), a shared MLP embeds every
-element (Deep Sets / PointNet), and the mean and the max of the embeddings over the set are
-concatenated into ``encode()``, which an MLP head regresses. Why mean and max, and why the
-element MLP is narrow, is in docs/models.md.
+Each pixel becomes an element ``(x, y, value...)`` (CoordConv's coordinates); ``encode()``
+concatenates the mean and the max of the element embeddings, so the output does not depend on
+the order of the elements (docs/models.md, "Set encoder").
 
 Synopsis::
 

@@ -1,13 +1,9 @@
-"""A spatial transformer: a learnt affine warp of the image, then the standard CNN.
+"""A spatial transformer (Jaderberg et al., 2015): a learnt affine warp of the image, then `cnn.CNN`.
 
-Jaderberg et al. (2015) give a CNN the means to undo position, scale and rotation before it
-looks: a localisation network predicts a 2x3 affine matrix ``theta`` per image, a
-differentiable bilinear sampler resamples the image through it, and the benchmark's CNN
-(`gsgen.models.cnn.CNN`) reads the warped image, so ``encode()`` is that CNN's encoding of the
-warped image. The last localisation layer starts at zero weights and the identity bias, so at
-initialisation the model is exactly the CNN on the unwarped image. Sampling follows PyTorch's
-``affine_grid`` / ``grid_sample`` (``align_corners=False``, zeros outside); the coordinate
-conventions are in docs/models.md.
+A localisation network predicts ``theta`` ``[batch, 2, 3]`` per image, `warp` resamples the
+image through it as PyTorch's ``affine_grid`` and ``grid_sample`` do (``align_corners=False``,
+zeros outside), and ``encode()`` is the CNN's encoding of the warped image. The warp starts as
+the identity (docs/models.md, "Spatial transformer").
 
 Synopsis::
 
@@ -54,16 +50,14 @@ def affine_grid(theta: jax.Array, height: int, width: int) -> jax.Array:
   ys = (2.0 * jnp.arange(height, dtype=theta.dtype) + 1.0) / height - 1.0
   yy, xx = jnp.meshgrid(ys, xs, indexing="ij")
   homogeneous = jnp.stack([xx, yy, jnp.ones_like(xx)], axis=-1)  # [height, width, 3]
-  # Written as a weighted sum, not a matmul: exact for the identity (1 * x + 0 * y + 0 == x),
-  # and free of TPU/GPU reduced-precision matmul defaults.
+  # A weighted sum, not a matmul: exact for the identity (docs/models.md).
   return jnp.sum(theta[:, None, None, :, :] * homogeneous[None, :, :, None, :], axis=-1)
 
 
 def bilinear_sample(images: jax.Array, grid: jax.Array) -> jax.Array:
   """Samples ``images`` at normalised points by bilinear interpolation, zeros outside.
 
-  Differentiable in ``grid`` (almost everywhere: the interpolation weights are linear in the
-  point between pixel centres) and in ``images``.
+  Differentiable in ``grid`` (almost everywhere) and in ``images``.
 
   Args:
     images: ``[batch, height, width, channels]``.
