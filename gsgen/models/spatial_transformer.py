@@ -1,4 +1,4 @@
-"""A spatial transformer (Jaderberg et al., 2015): a learnt affine warp of the image, then `cnn.CNN`.
+"""A spatial transformer (Jaderberg et al., 2015): a learnt affine warp, then `cnn.CNN`.
 
 A localisation network predicts ``theta`` ``[batch, 2, 3]`` per image, `warp` resamples the
 image through it as PyTorch's ``affine_grid`` and ``grid_sample`` do (``align_corners=False``,
