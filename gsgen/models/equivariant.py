@@ -1,12 +1,9 @@
-"""A rotation-equivariant CNN: group convolutions over the rotation group C4.
+"""A rotation-equivariant CNN: group convolutions over the four quarter turns (C4).
 
-Orientation is one of the factors the benchmark asks models to extrapolate, so the study
-includes a CNN whose every layer commutes with rotating the image: a lifting convolution and
-group convolutions over the four quarter turns, laid out layer for layer as `cnn.CNN` and
-exactly equivariant on its grids. The head reads all rotation channels of the last layer
-(flattened, not pooled), so the output can still tell orientations apart; ``encode()`` is that
-flattened vector. Why C4 rather than C8, why the strided layers stay exact, and why the head
-does not pool are in docs/models.md.
+Laid out layer for layer as `cnn.CNN`: a lifting convolution, then group convolutions whose
+feature maps are ``[batch, h, w, 4, channels]``; on 64x64 input every layer commutes exactly
+with `rotate`. ``encode()`` is the last layer flattened over (rotation, channel), not pooled,
+so the head can still read orientation (docs/models.md, "Rotation-equivariant CNN (C4)").
 
 Synopsis::
 
@@ -18,10 +15,9 @@ Synopsis::
   x = jax.random.uniform(jax.random.key(0), (8, 64, 64, 1))
   model(x).shape                             # (8, 5)
   model.encode(x).shape                      # (8, 512) == (8, model.encoding_size)
-  # The symmetry every layer keeps (exactly, up to float rounding):
   outs = model.layer_outputs(x)              # [batch, h, w, 4, channels] per layer
   turned = model.layer_outputs(jnp.rot90(x, 1, axes=(1, 2)))
-  # turned[i] == equivariant.rotate(outs[i]): spatial rot90, rotation axis rolled by one.
+  # turned[i] == equivariant.rotate(outs[i]), up to float rounding
 """
 
 from __future__ import annotations
@@ -56,9 +52,8 @@ def rotate(features: jax.Array, k: int = 1) -> jax.Array:
 def _stack_rotations(kernel: jax.Array, lifting: bool) -> jax.Array:
   """Builds one ordinary HWIO kernel that applies ``kernel`` at all four rotations.
 
-  Output rotation r uses the filter rotated by r quarter turns; for a group kernel
-  ``[kh, kw, 4, in, out]`` its input rotation axis is also rolled by r, so that a rotated,
-  shifted input yields a rotated, shifted output: ``layer(rot90(x)) == rotate(layer(x))``.
+  Output rotation r uses the filter turned by r quarter turns (a group kernel's input
+  rotation axis rolled by r too), so that ``layer(rot90(x)) == rotate(layer(x))``.
 
   Args:
     kernel: ``[kh, kw, in, out]`` (lifting) or ``[kh, kw, 4, in, out]`` (group).
@@ -78,16 +73,10 @@ def _stack_rotations(kernel: jax.Array, lifting: bool) -> jax.Array:
 
 
 class GroupConv(nnx.Module):
-  """A C4 lifting or group convolution.
+  """A C4 lifting convolution (images ``[batch, h, w, in]``) or group convolution
+  (``[batch, h, w, 4, in]``) to ``[batch, h', w', 4, out]``, run as one ordinary convolution.
 
-  Lifting (``lifting=True``): images ``[batch, h, w, in]`` -> ``[batch, h', w', 4, out]``.
-  Group: ``[batch, h, w, 4, in]`` -> ``[batch, h', w', 4, out]``. Both run as one ordinary
-  convolution with the four rotated copies of the filter stacked along output channels, so
-  XLA sees a single conv of ``in_total -> 4 * out`` channels.
-
-  Equivariance is exact when the padded grid is symmetric about its centre and the stride
-  grid maps onto itself under rot90: odd kernel with equal padding at stride 1, or
-  (size + pad_lo + pad_hi - kernel) divisible by the stride with pad_lo == pad_hi.
+  Exactly equivariant only on grids that rot90 maps onto themselves (docs/models.md).
   """
 
   def __init__(self, in_features: int, out_features: int, kernel_size: int, *,
@@ -107,8 +96,7 @@ class GroupConv(nnx.Module):
     self.padding = padding
     group_axes = () if lifting else (ORDER,)
     shape = (kernel_size, kernel_size) + group_axes + (in_features, out_features)
-    # LeCun normal over the true fan-in (spatial x rotations x channels), as nnx.Conv does
-    # for its own fan-in.
+    # LeCun normal over the true fan-in (spatial x rotations x channels).
     init = nnx.initializers.lecun_normal(in_axis=tuple(range(len(shape) - 1)), out_axis=-1)
     self.kernel = nnx.Param(init(rngs.params(), shape, jnp.float32))
     self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32))

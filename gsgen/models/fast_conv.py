@@ -1,14 +1,8 @@
-"""Convolutions in the forms that XLA runs fastest, as drop-in replacements for ``lax``'s.
+"""``lax.conv_general_dilated`` in the forms that XLA's CPU backend runs fastest.
 
-XLA differentiates a strided convolution into a convolution of the output gradient with a
-zero-dilated input, which the CPU backend computes densely, zeros included; and a valid
-convolution whose window covers its whole input (the CNN's last layer) is a matrix product
-that the convolution kernels run several times slower. `conv_general_dilated` computes the
-same layers in other forms: the input gradient of a strided convolution as a stride-1
-convolution in space-to-depth layout (no dilation; the forward pass of a narrow input too),
-and the whole-window convolution as a ``dot``. Parameters and shapes are unchanged, values
-differ only in the order of floating-point sums; docs/models.md has the derivation and the
-measurements behind each choice.
+`conv_general_dilated` is a drop-in replacement (for ``nnx.Conv``) that computes the same
+convolution with the same parameters and shapes, values differing only in the order of
+floating-point sums; `form` says which form a layer gets (docs/models.md, "The CNN on a CPU").
 
 Synopsis::
 
@@ -138,10 +132,8 @@ def _forward(x, kernel, strides, padding, precision):
 def strided_conv(x, kernel, strides, padding, precision=None):
   """A strided NHWC convolution whose input gradient is computed in space-to-depth form.
 
-  The kernel gradient is ``lax``'s, and so is the forward value of inputs with more than
-  `S2D_FORWARD_MAX_CHANNELS` channels; narrower inputs (images) are convolved in
-  space-to-depth form too. The forms differ only in the order of their floating-point
-  sums. `form` says where this applies.
+  The kernel gradient is ``lax``'s; inputs of at most `S2D_FORWARD_MAX_CHANNELS` channels are
+  convolved in space-to-depth form too. `form` says where this applies.
 
   Args:
     x: ``[batch, height, width, in]``.
@@ -171,12 +163,8 @@ strided_conv.defvjp(_strided_fwd, _strided_bwd)
 
 
 def input_gradient(g, kernel, input_shape, strides, padding, precision=None):
-  """The input gradient of a strided convolution, as a stride-1 convolution.
-
-  Space-to-depth by the stride turns the strided convolution of the padded input into a
-  stride-1 valid convolution with a ``kh/sh x kw/sw`` kernel over ``sh*sw*in`` channels; its
-  input gradient is the fully padded convolution of ``g`` with that kernel flipped, which
-  depth-to-space and cropping the padding map back.
+  """The input gradient of a strided convolution, as a stride-1 convolution in space-to-depth
+  form (docs/models.md, "The CNN on a CPU").
 
   Args:
     g: output gradient ``[batch, out_height, out_width, out]``.

@@ -1,13 +1,8 @@
-"""Transposed convolutions as matrix products, for the VAE decoder on a CPU.
+"""``nnx.ConvTranspose`` as matrix products, for the VAE decoder on a CPU.
 
-XLA's CPU backend differentiates ``lax.conv_transpose`` into convolutions whose window is
-the whole output map (the kernel gradient) or whose input is zero-dilated, and runs them
-many times slower than the same arithmetic as a matrix product. When the kernel side is a
-multiple of the stride, every output pixel block of ``stride x stride`` reads a
-``k/s x k/s`` neighbourhood of input pixels, so the forward pass, the input gradient and the
-kernel gradient are each one matrix product with the same rearranged kernel, plus shifted
-copies or sums of memory (docs/learners.md, "The VAE decoder on a CPU"). Parameters and
-shapes are those of ``nnx.ConvTranspose``; values differ only in the order of sums.
+`apply(layer, x)` equals ``layer(x)`` (same parameters and shapes, values differing only in the
+order of sums), with the forward pass and both gradients computed as matrix products where
+`supported` (docs/learners.md, "The VAE decoder on a CPU").
 
 Synopsis::
 
@@ -118,8 +113,7 @@ def _windows(t, window, pad):
   """Every ``window`` of ``t`` padded by ``pad`` on each side, one row per position:
   ``[batch * positions, bh * bw * c]``, window offsets major."""
   (bh, bw), (batch, height, width, c) = window, t.shape
-  # Materialised, then copied window by window: XLA runs a concatenation of fused slices, a
-  # product of one, or slices of a fused transpose many times slower.
+  # Materialised, then copied window by window: XLA's fused alternatives run many times slower.
   t = lax.optimization_barrier(jnp.pad(t, ((0, 0), (pad, pad), (pad, pad), (0, 0))))
   rows, cols = height + 2 * pad - bh + 1, width + 2 * pad - bw + 1
   parts = [lax.optimization_barrier(t[:, a:a + rows, b:b + cols, :])
