@@ -1,11 +1,10 @@
-"""DenseNet-121 in torchvision's layout, so ImageNet-1k weights from torchvision load into it.
+"""DenseNet-121 in torchvision's layout, so torchvision's ImageNet-1k weights load unchanged.
 
-The study's transfer-learning DenseNet is torchvision's ImageNet-1k DenseNet-121 (DenseNet-BC,
-growth 32, blocks of 6, 12, 24 and 16 layers) with its classifier replaced by a regressor; the
-layout, the ImageNet normalisation inside the model and the grey-to-RGB repeat keep its weights
-loadable unchanged through `torchvision_param_map` and `torchvision_to_flax`. ``encode()`` is
-the globally averaged final feature map after the last BatchNorm + ReLU (1024 channels).
-Geometry, stem and loading details are in docs/models.md.
+DenseNet-BC (growth 32, blocks of 6, 12, 24 and 16 layers) with a linear regressor for its
+classifier; images are resized, repeated to RGB and ImageNet-normalised inside the model.
+``encode()`` is the global average of the final BatchNorm + ReLU map (1024 channels);
+`torchvision_param_map` and `torchvision_to_flax` load a state dict (docs/models.md,
+"DenseNet-121").
 
 Synopsis::
 

@@ -1,15 +1,10 @@
-"""Pre-activation ResNet-18/50/101 (v2), with BatchNorm or with BiT's GroupNorm + WS convs.
+"""Pre-activation ResNet-18/50/101 (v2), with BatchNorm or with BiT's GroupNorm + WS convolutions.
 
-The study's transfer-learning backbones are BiT's ResNet-v2 (GroupNorm, weight-standardised
-convolutions, width 1): ``norm="group_ws"`` is that network, so the published BiT-S/BiT-M
-R50x1 and R101x1 checkpoints load into it through `bit_param_map` (BiT's ``.npz``) or
-`timm_bit_param_map` (timm's ``resnetv2_*x1_bit``). ``norm="batch"`` is the same layout with
-BatchNorm, trained from scratch (the ``preact_resnet*`` models; torchvision's post-activation
-ResNets are `gsgen.models.resnet`). The ImageNet geometry (7x7 stride-2 root, 3x3 stride-2
-max-pool) is kept unmodified; inside the model, images are resized to ``resolution``, grey is
-repeated to RGB and [0, 1] is mapped to BiT's [-1, 1], so one parameter tree serves every
-dataset and pretrained weights. ``encode()`` is the globally averaged final feature map after
-the last norm + ReLU. Layout, geometry and loading details are in docs/models.md.
+``norm="group_ws"`` is BiT's ResNet-v2 (width 1): BiT-S/BiT-M R50x1 and R101x1 checkpoints load
+through `bit_param_map` (BiT's ``.npz``) or `timm_bit_param_map` (timm's). ``norm="batch"`` is
+the same layout with BatchNorm, trained from scratch. Images are resized, repeated to RGB and
+mapped to [-1, 1] inside the model; ``encode()`` is the global average of the final norm +
+ReLU map (docs/models.md, "Pre-activation ResNet (v2) and BiT").
 
 Synopsis::
 
@@ -23,7 +18,6 @@ Synopsis::
   model.eval()                               # BatchNorm uses its running statistics
   x = jnp.zeros((8, 64, 64, 1))
   model(x).shape                             # (8, 5)
-  model.encode(x).shape                      # (8, 512) == (8, model.encoding_size)
   model.feature_map(x).shape                 # (8, 2, 2, 512), before the average
   preact_resnet.bit_param_map(101)["resnet/block1/unit01/a/proj/standardized_conv2d/kernel"]
   # -> ("stages", 0, 0, "proj", "kernel")
@@ -48,11 +42,8 @@ WIDTH = 64  # channels of the root and of the first stage's 3x3 convolutions
 
 
 class Conv(nnx.Module):
-  """Bias-free square convolution with TensorFlow's ``fixed_padding``, optionally WS.
-
-  The padding is (k - 1) // 2 before and the rest after, independent of the stride, as BiT
-  computes it; Flax's "SAME" would pad a stride-2 3x3 convolution by (0, 1) instead of (1, 1).
-  """
+  """Bias-free square convolution, optionally weight-standardised, padded as BiT pads
+  (TensorFlow's ``fixed_padding``: (k - 1) // 2 before, the rest after)."""
 
   def __init__(self, in_features: int, out_features: int, kernel_size: int, *,
                strides: int = 1, standardize: bool = False, rngs: nnx.Rngs):
@@ -87,8 +78,7 @@ def _norm(norm: str, features: int, rngs: nnx.Rngs) -> nnx.Module:
   if norm == "batch":
     # momentum 0.9 is PyTorch's 0.1: Flax's default 0.99 lags for short fine-tuning runs.
     return nnx.BatchNorm(features, momentum=0.9, epsilon=1e-5, rngs=rngs)
-  # The two-pass variance (mean of squared deviations), as PyTorch and BiT compute it: the
-  # one-pass E[x^2] - E[x]^2 loses digits where the mean is large against the spread.
+  # The two-pass variance, as PyTorch and BiT compute it (docs/models.md).
   return nnx.GroupNorm(features, num_groups=32, epsilon=1e-5, use_fast_variance=False,
                        rngs=rngs)
 

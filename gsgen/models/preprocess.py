@@ -1,10 +1,8 @@
-"""What the ImageNet-born families do to an image before their stem: resize, grey to RGB, and
-the input normalisation their pretrained weights expect.
+"""The input mapping of the ImageNet-born families: resize, grey to RGB, normalise.
 
-Pretrained stems were trained on RGB images at ImageNet scale with a fixed input mapping, so a
-[0, 1] benchmark image has to reach them in the same form. Doing it inside the model keeps it in
-the jitted step on the training device (training and evaluation alike) and keeps the model's
-contract, images ``[batch, 64, 64, C]`` in [0, 1], the same as every other model's.
+`prepare` turns benchmark images in [0, 1] into what a pretrained stem expects, inside the
+model, so those models keep the common contract (docs/models.md, "Inputs of the pretrained
+families").
 
 Synopsis::
 

@@ -1,13 +1,10 @@
-"""ResNet-18/50/101 in torchvision's layout (v1.5), so ImageNet-1k weights from torchvision or
-timm load into it.
+"""ResNet-18/50/101 in torchvision's layout (v1.5), so torchvision's and timm's ImageNet-1k weights
+load unchanged.
 
-A PyTorch study's ResNet is torchvision's: post-activation units (convolution, BatchNorm, ReLU
-after the residual sum), a BatchNorm + ReLU stem, and in the bottleneck the stride on the 3x3
-convolution ("v1.5"). The layout, the parameter names of `torchvision_param_map` and the
-ImageNet normalisation inside the model keep torchvision's state dicts loadable unchanged;
-grey images are repeated to RGB and resized to ``resolution`` in the model as well.
-``encode()`` is the globally averaged output of the last unit. The pre-activation networks
-are `gsgen.models.preact_resnet`; docs/models.md compares the layouts.
+Post-activation units, a BatchNorm + ReLU stem, the bottleneck's stride on its 3x3 convolution;
+images are resized, repeated to RGB and ImageNet-normalised inside the model. ``encode()`` is
+the global average of the last unit's output; `torchvision_param_map` names the state dict
+(docs/models.md, "ResNet (torchvision's v1.5 layout)").
 
 Synopsis::
 
