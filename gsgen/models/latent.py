@@ -1,12 +1,10 @@
-"""Latent-variable models of the un- and weakly supervised learners: a VAE (any encoder of
-`gsgen.models` with a ``2 * z`` head, and the mirrored transposed-convolution decoder) and
-PCL's contrastive regression on an encoder's first ``z`` outputs.
+"""The latent-variable models of the representation learners: `VAE` and `PCL`.
 
-The study reads all four representation learners out the same way, from ``encode()``: the
-posterior mean of a VAE and PCL's features. So both modules keep the encoder of the
-supervised models (by default the CNN, the authors' encoder) and add only what their loss
-needs: a decoder of ``z`` latents back to image logits, or PCL's BatchNorm and coefficients.
-Layouts and initialisation are in docs/learners.md.
+`VAE` reads a Gaussian posterior off any model of `gsgen.models` built with ``2 * z`` outputs
+and decodes with `Decoder`, the CNN mirrored in transposed convolutions (Bernoulli logits);
+`PCL` adds a BatchNorm and Hyvärinen and Morioka's logistic regression to an encoder's first
+``z`` outputs. ``encode()`` is the posterior mean or PCL's features (docs/learners.md,
+"Models").
 
 Synopsis::
 
@@ -41,16 +39,14 @@ FEATURES = 256
 
 
 class Decoder(nnx.Module):
-  """Linear(z -> 256), 1x1 map, ReLU, ConvT(256->64, 4), ConvT(64->64, 4, s2, p1),
-  ConvT(64->32, 4, s2, p1), ConvT(32->32, 4, s2, p1), ConvT(32->C, 4, s2, p1), with ReLU
-  between layers and none after the last: image logits."""
+  """The CNN mirrored: Linear(z -> 256) as a 1x1 map, five 4x4 transposed convolutions
+  (1 -> 4 -> 8 -> 16 -> 32 -> 64 pixels), ReLU between layers: image logits."""
 
   def __init__(self, num_latents: int, out_channels: int, *, rngs: nnx.Rngs):
     """Args:
       num_latents: z, the size of a latent code.
       out_channels: image channels (1 or 3).
-      rngs: parameter initialisation (PyTorch's defaults; `gsgen.learners.vae.build`
-        re-initialises the Linear layer Kaiming-normal, as the reference does).
+      rngs: parameter initialisation (PyTorch's defaults).
     """
     self.linear = init.torch_linear(num_latents, FEATURES, rngs=rngs)
     widths = (FEATURES,) + tuple(c for c, _, _ in DECONVS) + (out_channels,)
@@ -69,8 +65,7 @@ class Decoder(nnx.Module):
     """
     x = self.linear(z).reshape(z.shape[0], 1, 1, FEATURES)
     for deconv in self.deconvs:
-      # The layer's own function, computed as matrix products (XLA's CPU convolutions
-      # differentiate transposed convolutions many times slower).
+      # The layer's own function, as matrix products (docs/learners.md).
       x = fast_conv_transpose.apply(deconv, jax.nn.relu(x))
     return x
 
@@ -115,9 +110,8 @@ class VAE(nnx.Module):
 
 
 class BatchNorm(nnx.Module):
-  """PyTorch's ``BatchNorm1d`` over the last axis: in training, batch statistics (the biased
-  variance normalises, the unbiased one enters the running variance, momentum 0.1); in
-  inference (``eval()``), the running statistics. Scale 1 and offset 0 at the start."""
+  """PyTorch's ``BatchNorm1d`` over the last axis: batch statistics in training, the running
+  ones after ``eval()``."""
 
   def __init__(self, features: int, *, momentum: float = 0.1, epsilon: float = 1e-5):
     self.scale = nnx.Param(jnp.ones((features,)))
@@ -146,18 +140,15 @@ class BatchNorm(nnx.Module):
 
 
 class PCL(nnx.Module):
-  """Permutation-contrastive learning as the official code of Hyvärinen and Morioka: features
-  ``h`` (the encoder's first ``z`` outputs, then a BatchNorm over the ``z`` features) and the
-  logistic regression ``r(x_t, x_{t-1}) = -sum_i |a_i h_i(x_t) + b_i h_i(x_{t-1}) + c_i|
-  + q sum_i h_i(x_t)^2 + m`` that tells true temporal pairs from negatives."""
+  """Permutation-contrastive learning (Hyvärinen and Morioka's code): features ``h``, the
+  BatchNorm of the encoder's first ``z`` outputs, and the logistic regression `logits` that
+  tells true temporal pairs from negatives."""
 
   def __init__(self, encoder: nnx.Module, num_latents: int, *, rngs: nnx.Rngs):
     """Args:
-      encoder: a model of `gsgen.models` with at least ``num_latents`` outputs (the study
-        builds it with ``2 * num_latents``, the VAE encoder, and uses the first half).
+      encoder: a model of `gsgen.models` with at least ``num_latents`` outputs.
       num_latents: z, the size of the representation.
-      rngs: draws ``c`` as the reference's grouped ``Conv1d`` bias (PyTorch's default,
-        U(+-1/sqrt(2)): fan-in 2, the kernel's two taps).
+      rngs: draws ``c``, U(+-1/sqrt(2)) as the reference's ``Conv1d`` bias.
     """
     self.encoder = encoder
     self.norm = BatchNorm(num_latents)
@@ -179,7 +170,8 @@ class PCL(nnx.Module):
     return self.norm(self.raw(x))
 
   def logits(self, h_t: jax.Array, h_prev: jax.Array) -> jax.Array:
-    """``r(x_t, x_{t-1})`` of features ``[batch, z]`` of the two frames: ``[batch]``."""
+    """``r(x_t, x_{t-1}) = -sum_i |a_i h_i(x_t) + b_i h_i(x_{t-1}) + c_i| + q sum_i h_i(x_t)^2
+    + m`` of features ``[batch, z]`` of the two frames: ``[batch]``."""
     dist = jnp.sum(jnp.abs(self.a[...] * h_t + self.b[...] * h_prev + self.c[...]), axis=-1)
     return -dist + self.q[...] * jnp.sum(h_t ** 2, axis=-1) + self.m[...]
 

@@ -1,13 +1,9 @@
-"""PyTorch's default initialisation of ``nn.Linear``, ``nn.Conv2d`` and ``nn.ConvTranspose2d``,
-for Flax NNX layers.
+"""PyTorch's default initialisation of ``nn.Linear``, ``nn.Conv2d`` and ``nn.ConvTranspose2d`` for
+Flax NNX layers, and slow_disentanglement's Kaiming-normal re-initialisation.
 
-The study's small models (MLP, CNN, CoordConv, SetEncoder, spatial transformer) were trained
-from PyTorch's defaults, under which kernel and bias are both uniform in +-1/sqrt(fan_in),
-with fan_in = in_features (Linear) or in_channels * kh * kw (Conv); PyTorch's transposed
-convolution reads its fan_in off the weight's second axis, which is out_channels * kh * kw.
-Flax's defaults (LeCun
-normal kernels, zero biases) start elsewhere, so these constructors give parity with the
-reference; see docs/models.md for the derivation of the bound.
+Kernel and bias are uniform in +-1/sqrt(fan_in), with PyTorch's fan-in: ``in_features``,
+``in_channels * kh * kw``, or ``out_channels * kh * kw`` for a transposed convolution
+(docs/models.md, "Initialisation"; docs/learners.md, "Initialisation").
 
 Synopsis::
 
@@ -18,9 +14,6 @@ Synopsis::
   deconv = torch_init.torch_conv_transpose(64, 32, 4, strides=2, padding=1, rngs=nnx.Rngs(0))
   torch_init.bound(48)                                           # 0.1443...
   torch_init.kaiming_normal(model, nnx.Rngs(1))   # Linear and Conv weights, zero biases
-
-The VAEs of `gsgen.learners` re-initialise their Linear and Conv layers with
-``kaiming_normal``, as slow_disentanglement's model does (docs/learners.md, "Initialisation").
 """
 
 from __future__ import annotations
@@ -40,6 +33,9 @@ def bound(fan_in: int) -> float:
 
   Returns:
     1 / sqrt(fan_in).
+
+  Raises:
+    ValueError: ``fan_in`` is not positive.
   """
   if fan_in < 1:
     raise ValueError(f"fan_in must be a positive integer, not {fan_in}.")
@@ -110,10 +106,8 @@ def torch_conv_transpose(in_features: int, out_features: int, kernel_size: int, 
   """A square ``nnx.ConvTranspose`` that computes and is initialised as PyTorch's
   ``nn.ConvTranspose2d(in_features, out_features, kernel_size, strides, padding)``.
 
-  The output side is ``(side - 1) * strides - 2 * padding + kernel_size``, as in PyTorch: the
-  transposed convolution pads the stride-dilated input by ``kernel_size - 1 - padding`` on
-  every side and convolves with the flipped kernel (``transpose_kernel=True``), so a
-  PyTorch weight ``w[i, o, y, x]`` is this layer's ``kernel[y, x, o, i]``.
+  The output side is ``(side - 1) * strides - 2 * padding + kernel_size``; PyTorch's weight
+  ``w[i, o, y, x]`` is this layer's ``kernel[y, x, o, i]`` (docs/learners.md, "Models").
 
   Args:
     in_features: input channels.
@@ -125,8 +119,10 @@ def torch_conv_transpose(in_features: int, out_features: int, kernel_size: int, 
     **kwargs: further ``nnx.ConvTranspose`` options (not ``kernel_init`` / ``bias_init``).
 
   Returns:
-    The layer, kernel and bias U(+-1/sqrt(out_features * kernel_size**2)): PyTorch computes
-    the fan-in of a transposed convolution from ``weight.size(1)``, its output channels.
+    The layer, kernel and bias U(+-1/sqrt(out_features * kernel_size**2)).
+
+  Raises:
+    ValueError: ``padding`` is out of range.
   """
   if not 0 <= padding <= kernel_size - 1:
     raise ValueError(f"padding must be in [0, kernel_size - 1] = [0, {kernel_size - 1}]; got "
@@ -140,15 +136,18 @@ def torch_conv_transpose(in_features: int, out_features: int, kernel_size: int, 
 
 
 def kaiming_normal(module: nnx.Module, rngs: nnx.Rngs) -> nnx.Module:
-  """Re-initialises ``module`` in place as slow_disentanglement's ``kaiming_init``: every
-  ``nnx.Linear`` and ``nnx.Conv`` weight from ``nn.init.kaiming_normal_`` (fan-in, ReLU gain),
-  N(0, 2 / fan_in) with PyTorch's fan-in (the product of all kernel axes but the last:
-  in_features, or kh * kw * in_channels), and its bias zero; returns it.
+  """Re-initialises ``module`` in place as slow_disentanglement's ``kaiming_init``.
 
-  Transposed convolutions keep their initialisation: PyTorch's ``ConvTranspose2d`` is not a
-  ``Conv2d``, so the reference's ``isinstance`` test passes them over and they keep PyTorch's
-  defaults (`torch_conv_transpose`). Other parameters (normalisation scales and offsets,
-  PCL's coefficients) are left as they are too.
+  Every ``nnx.Linear`` and ``nnx.Conv`` weight is drawn N(0, 2 / fan_in) with PyTorch's fan-in
+  and its bias set to zero; transposed convolutions and all other parameters are left as they
+  are (docs/learners.md, "Initialisation").
+
+  Args:
+    module: the module to re-initialise.
+    rngs: the draws.
+
+  Returns:
+    ``module``.
   """
   for _, layer in nnx.iter_graph(module):
     if not isinstance(layer, (nnx.Linear, nnx.Conv)):
