@@ -134,9 +134,8 @@ class DenseNet(nnx.Module):
       x: images ``[batch, height, width, in_channels]`` in [0, 1].
 
     Returns:
-      ``[batch, s/32, s/32, encoding_size]`` (1024 channels for DenseNet-121) for side ``s``
-      after the resize: 2x2 on 64x64 input, 4x4 at resolution 128 (twice that without the
-      stem pool).
+      ``[batch, s/32, s/32, encoding_size]`` for side ``s`` after the resize (``s/16``
+      without the stem pool).
     """
     x = preprocess.prepare(x, resolution=self.resolution, normalization="imagenet")
     x = jax.nn.relu(self.norm0(self.conv0(x)))

@@ -50,19 +50,9 @@ def rotate(features: jax.Array, k: int = 1) -> jax.Array:
 
 
 def _stack_rotations(kernel: jax.Array, lifting: bool) -> jax.Array:
-  """Builds one ordinary HWIO kernel that applies ``kernel`` at all four rotations.
-
-  Output rotation r uses the filter turned by r quarter turns (a group kernel's input
-  rotation axis rolled by r too), so that ``layer(rot90(x)) == rotate(layer(x))``.
-
-  Args:
-    kernel: ``[kh, kw, in, out]`` (lifting) or ``[kh, kw, 4, in, out]`` (group).
-    lifting: which of the two.
-
-  Returns:
-    ``[kh, kw, in_total, 4 * out]`` with output channels ordered (rotation, channel) and, for
-    group kernels, input channels ordered (rotation, channel).
-  """
+  """One HWIO kernel ``[kh, kw, in_total, 4 * out]`` that applies ``kernel`` (``[kh, kw, in,
+  out]`` lifting, ``[kh, kw, 4, in, out]`` group) at the four rotations; channels are ordered
+  (rotation, channel)."""
   rotated = []
   for r in range(ORDER):
     k = kernel if lifting else jnp.roll(kernel, r, axis=2)

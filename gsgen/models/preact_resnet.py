@@ -191,9 +191,8 @@ class PreActResNet(nnx.Module):
       x: images ``[batch, height, width, in_channels]`` in [0, 1].
 
     Returns:
-      ``[batch, s/32, s/32, encoding_size]`` for side ``s`` after the resize (2x2 on 64x64
-      input, 4x4 at resolution 128; twice that without the stem pool); ``encoding_size`` is
-      512 (ResNet-18) or 2048.
+      ``[batch, s/32, s/32, encoding_size]`` for side ``s`` after the resize (``s/16``
+      without the stem pool).
     """
     x = self.root(preprocess.prepare(x, resolution=self.resolution, normalization="bit"))
     if self.stem_pool:

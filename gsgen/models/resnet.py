@@ -11,8 +11,6 @@ Synopsis::
   import jax.numpy as jnp
   from flax import nnx
   from gsgen.models import resnet
-  model = nnx.eval_shape(lambda: resnet.ResNet(5, in_channels=1, depth=50, rngs=nnx.Rngs(0)))
-  model.encoding_size                        # 2048
   model = resnet.ResNet(5, in_channels=1, depth=18, rngs=nnx.Rngs(0))
   model.eval()                               # BatchNorm uses its running statistics
   x = jnp.zeros((8, 64, 64, 1))
@@ -158,8 +156,8 @@ class ResNet(nnx.Module):
       x: images ``[batch, height, width, in_channels]`` in [0, 1].
 
     Returns:
-      ``[batch, s/32, s/32, encoding_size]`` for side ``s`` after the resize (2x2 on 64x64
-      input, 4x4 at resolution 128; twice that without the stem pool).
+      ``[batch, s/32, s/32, encoding_size]`` for side ``s`` after the resize (``s/16``
+      without the stem pool).
     """
     x = preprocess.prepare(x, resolution=self.resolution, normalization="imagenet")
     x = jax.nn.relu(self.bn1(self.conv1(x)))

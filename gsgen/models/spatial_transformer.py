@@ -33,10 +33,9 @@ IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # theta, row-major
 
 
 def affine_grid(theta: jax.Array, height: int, width: int) -> jax.Array:
-  """The source points that an affine warp samples for each output pixel.
-
-  ``source = theta @ (x, y, 1)`` for each output pixel centre ``(x, y)``, in normalised
-  coordinates whose outer image edges are -1 and +1 (x along the width, y down the height).
+  """The source points ``theta @ (x, y, 1)`` that an affine warp samples for each output pixel
+  centre ``(x, y)``, in normalised coordinates (image edges at -1 and +1, x along the width,
+  y down the height).
 
   Args:
     theta: ``[batch, 2, 3]`` affine matrices from output to source normalised coordinates.
@@ -61,8 +60,8 @@ def bilinear_sample(images: jax.Array, grid: jax.Array) -> jax.Array:
 
   Args:
     images: ``[batch, height, width, channels]``.
-    grid: ``[batch, out_height, out_width, 2]`` normalised ``(x, y)`` points: the image's
-      outer edges at -1 and +1, x along the width, y down the height.
+    grid: ``[batch, out_height, out_width, 2]`` normalised ``(x, y)`` points, as
+      `affine_grid` gives them.
 
   Returns:
     ``[batch, out_height, out_width, channels]``.
