@@ -2,7 +2,7 @@
 
 Four 4x4 stride-2 convolutions take 64x64 images to 4x4 and a 4x4 valid convolution to 256
 channels leaves one position; ``encode()`` is that 256-vector, the head a linear map
-(docs/models.md, "CNN").
+(docs/models.md, "CNN (the authors' VanillaCNN)").
 
 Synopsis::
 
