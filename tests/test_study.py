@@ -28,6 +28,7 @@ from gsgen.study import figures
 from gsgen.study import page
 from gsgen.study import report
 from gsgen.study import runner
+from gsgen.study import table as table_lib
 
 SMOKE = study_lib.load("smoke")
 
@@ -366,7 +367,7 @@ def test_each_claim_is_checked_per_group_and_per_approach_with_the_seeds_spread(
       r.update({"towards_mean.scale.share_0_1": 0.9 if r["group"] == "supervised" else 0.2,
                 "modularity.scale.rsquared_id_split_factors": 0.8,
                 "modularity.scale.rsquared_ood": 0.1})
-  hardest, towards, modular, *_ = report.check_claims(rows)
+  hardest, towards, modular, *_ = claims_lib.check(rows)
   assert hardest.holds is False
   assert {g: v.holds for g, v in hardest.by_group.items()} == {"supervised": True,
                                                                "unsupervised": False}
@@ -379,7 +380,7 @@ def test_each_claim_is_checked_per_group_and_per_approach_with_the_seeds_spread(
   assert len(towards.deciding) == 2 and all("vae" in d for d in towards.deciding)
   assert modular.holds and modular.deciding == ["all 4 subsets agree"]
   assert modular.by_group["unsupervised"].numbers.startswith("2 of 2 subsets agree")
-  text = report.claims_markdown([hardest], rows, [])
+  text = claims_lib.markdown([hardest], rows, [])
   assert "| supervised | holds | dsprites: extrapolation 0.400 ± 0.100" in text
   assert "| vae | unsupervised | does not hold |" in text and "Decided by:" in text
 
@@ -389,7 +390,7 @@ def test_transfer_on_mpi3d_real_is_judged_on_the_real_variant_only():
   for variant, verdict in (("toy", None), ("real", True)):
     rows = [_row(a, g, "extrapolation", 0, v, dataset="mpi3d", data_source="official",
                  source=variant) for a, (g, v) in scores.items()]
-    claim = report.check_claims(rows)[-1]
+    claim = claims_lib.check(rows)[-1]
     assert claim.holds is verdict, variant
   assert claim.by_group["supervised"] == (True, "best cnn 0.300 ± 0.000")
   assert claim.deciding == ["best transfer approach ft 0.600 ± 0.000 vs best other cnn "
@@ -400,7 +401,7 @@ def test_the_leaderboard_names_the_data_source_once_unless_the_source_says_more(
   rows = [_row("cnn", "supervised", "extrapolation", 0, 0.5),
           _row("cnn", "supervised", "extrapolation", 0, 0.4, dataset="mpi3d",
                data_source="official", source="toy")]
-  board = report.leaderboard(rows)
+  board = table_lib.leaderboard(rows)
   assert "## dsprites leaderboard (procedural data)\n" in board
   assert "## mpi3d leaderboard (official data: toy)\n" in board
 
@@ -503,9 +504,9 @@ def test_the_page_renders_in_a_browser_with_every_section_and_prints(browser, fi
     assert len(marked) == 1 and page.BEST in marked[0][column]["text"], header[column]
     assert re.fullmatch(r"-?\d\.\d{3} ± \d\.\d{3} " + page.BEST, marked[0][column]["text"])
   # Every claim with its verdict, by group and by approach.
-  rows_, _ = report.collect(workdir)
+  rows_, _ = table_lib.collect(workdir)
   articles = re.findall(r'<article class="claim".*?</article>', dom_text, re.S)
-  claims = report.check_claims(rows_)
+  claims = claims_lib.check(rows_)
   assert len(articles) == len(claims)
   for claim, article in zip(claims, articles):
     assert claim.text in article.replace("&gt;", ">")

@@ -2,8 +2,8 @@
 
 Synopsis::
 
-  from gsgen.study import claims, report
-  rows, missing = report.collect("workdirs/study")
+  from gsgen.study import claims, table
+  rows, missing = table.collect("workdirs/study")
   for claim in claims.check(rows):
     claim.holds, claim.by_group["supervised"].holds, claim.deciding
   text = claims.markdown(claims.check(rows), rows, missing)       # claims.md

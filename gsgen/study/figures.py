@@ -2,8 +2,8 @@
 
 Synopsis::
 
-  from gsgen.study import figures, report
-  rows, _ = report.collect("workdirs/study")
+  from gsgen.study import figures, table
+  rows, _ = table.collect("workdirs/study")
   figures.draw_all(rows, "workdirs/study")      # -> workdirs/study/figures/*.png
   figures.splits_figure("dsprites", "splits_dsprites.png")
 
@@ -26,7 +26,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from gsgen import results as results_lib  # pylint: disable=wrong-import-position
 from gsgen import specs as specs_lib  # pylint: disable=wrong-import-position
 from gsgen import splits as splits_lib  # pylint: disable=wrong-import-position
-from gsgen.study import report  # pylint: disable=wrong-import-position
+from gsgen.study import table  # pylint: disable=wrong-import-position
 
 SPLIT_ORDER = ("random", "composition", "interpolation", "extrapolation")
 _DPI = 80
@@ -68,7 +68,7 @@ def r2_figure(rows, path: str) -> str:
     for k, approach in enumerate(approaches):
       means, stds = [], []
       for split in SPLIT_ORDER:
-        m, s, _ = report.mean_r2(rows, dataset=dataset, split=split).get(
+        m, s, _ = table.mean_r2(rows, dataset=dataset, split=split).get(
             approach, (np.nan, 0.0, 0))
         means.append(m)
         stds.append(s)

@@ -27,7 +27,7 @@ from gsgen import specs as specs_lib
 from gsgen import workdir as workdir_lib
 from gsgen.study import claims as claims_lib
 from gsgen.study import read_manifest
-from gsgen.study import report
+from gsgen.study import table
 from gsgen.study import runner
 
 SECTIONS = ("header", "results", "leaderboard", "claims", "figures", "missing")
@@ -81,11 +81,11 @@ def write(workdir: str, rows: list[dict] | None = None, missing: list[str] | Non
 
   Args:
     workdir: the study's folder.
-    rows, missing: `report.collect`'s answer (read from ``workdir`` when None).
+    rows, missing: `table.collect`'s answer (read from ``workdir`` when None).
     figure_paths: the figures to embed, in order (None: the PNGs in ``workdir/figures``).
   """
   if rows is None or missing is None:
-    rows, missing = report.collect(workdir)
+    rows, missing = table.collect(workdir)
   if figure_paths is None:
     folder = os.path.join(workdir, "figures")
     figure_paths = [os.path.join(folder, n) for n in sorted(os.listdir(folder))
@@ -120,7 +120,7 @@ def _e(text) -> str:
 
 def _sources(rows) -> str:
   """Every data source of the study, said once: ``procedural data``."""
-  return "; ".join(report.source_label(d, [r["source"] for r in rows if r["data_source"] == d])
+  return "; ".join(table.source_label(d, [r["source"] for r in rows if r["data_source"] == d])
                    for d in sorted({r["data_source"] for r in rows}))
 
 
@@ -154,7 +154,7 @@ def _results(workdir, rows) -> list[str]:
   wanted = [c.split for c in read_manifest(workdir)]
   for dataset, source, part in _slices(rows):
     splits = [s for s in specs_lib.SPLITS if s in wanted]
-    scores = {s: report.mean_r2(part, split=s) for s in splits}
+    scores = {s: table.mean_r2(part, split=s) for s in splits}
     groups = {r["approach"]: r["group"] for r in part}
     best = {s: max(m for m, _, _ in v.values()) for s, v in scores.items() if v}
     title = f"{dataset} ({source} data)" if several else dataset
@@ -186,7 +186,7 @@ def _leaderboard(rows) -> list[str]:
   out = ['<section id="leaderboard">', "<h2>Leaderboard</h2>",
          "<p>Extrapolation split, mean test R² over seeds (± standard deviation), best first "
          "(leaderboard.md).</p>"]
-  for dataset, label, entries in report.boards(rows):
+  for dataset, label, entries in table.boards(rows):
     out += ['<table class="leaderboard">',
             f"<caption>{_e(dataset)} leaderboard ({_e(label)})</caption>",
             "<thead><tr><th>Method</th><th>Group</th><th>R² extrapolation</th><th>Seeds</th>"
@@ -194,7 +194,7 @@ def _leaderboard(rows) -> list[str]:
     out += [f'<tr><th>{_e(a)}</th><td>{_e(g)}</td><td class="num">{100 * m:.1f}% ± '
             f'{100 * s:.1f}</td><td class="num">{n}</td></tr>' for a, g, m, s, n in entries]
     out += ["</tbody>", "</table>"]
-  if not report.boards(rows):
+  if not table.boards(rows):
     out.append("<p>No extrapolation results yet.</p>")
   return out + ["</section>"]
 
@@ -213,7 +213,7 @@ def _claims(rows) -> list[str]:
          "<p>Each claim of the paper on the study as a whole, per group of approaches (their "
          "cells pooled) and per approach (mean ± standard deviation over seeds).</p>"]
   group = {r["approach"]: r["group"] for r in rows}
-  for k, c in enumerate(report.check_claims(rows)):
+  for k, c in enumerate(claims_lib.check(rows)):
     out += [f'<article class="claim" id="claim-{k + 1}">', f"<h3>{_e(c.text)}</h3>",
             f"<p>Verdict: {_verdict(c.holds)}</p>"]
     if c.evidence:
@@ -264,8 +264,8 @@ def reading(stem: str, rows: list[dict]) -> str:
   if stem == "2_r2_by_split":
     said = []
     for d in datasets:
-      means = {s: np.mean([m for m, _, _ in report.mean_r2(rows, dataset=d, split=s).values()])
-               for s in specs_lib.SPLITS if report.mean_r2(rows, dataset=d, split=s)}
+      means = {s: np.mean([m for m, _, _ in table.mean_r2(rows, dataset=d, split=s).values()])
+               for s in specs_lib.SPLITS if table.mean_r2(rows, dataset=d, split=s)}
       low = min(means, key=means.get)
       said.append(f"{d}: {low} ({means[low]:.3f}; highest "
                   f"{max(means, key=means.get)} {max(means.values()):.3f})")
