@@ -42,7 +42,6 @@ from gsgen import xla
 from gsgen.configs import benchmark
 from gsgen.datasets import procedural
 from gsgen.datasets import sources
-from gsgen.learners import learner as learner_lib
 
 
 def build(model: str, source, batch_size: int = 64, learner: str = "regression",
@@ -67,7 +66,7 @@ def build(model: str, source, batch_size: int = 64, learner: str = "regression",
                                 f"preset={preset}")
   config.init_from.weights = ""
   config.train.batch_size = batch_size
-  stage = learner_lib.stages(learners.get(learner), config)[0]
+  stage = learners.stages(learners.get(learner), config)[0]
   mesh = sharding.make_mesh()
   built = [train.create_state(config, stage, source.spec, mesh, nnx.Rngs(s))
            for s in range(num_seeds)]

@@ -187,9 +187,8 @@ def _gsgen_worker(kind: str, opts: dict):
   from gsgen import train as train_lib  # pylint: disable=g-import-not-at-top
   from gsgen.configs import benchmark  # pylint: disable=g-import-not-at-top
   from gsgen.datasets import procedural  # pylint: disable=g-import-not-at-top
-  from gsgen.learners import learner as learner_lib  # pylint: disable=g-import-not-at-top
   config = benchmark.get_config(f"dataset={DATASET},split={SPLIT},model=cnn,preset=paper")
-  stage = learner_lib.stages(learners.get("regression"), config)[0]
+  stage = learners.stages(learners.get("regression"), config)[0]
   source = input_pipeline.make_source(DATASET, SPLIT, "procedural")
   mesh = sharding.make_mesh()
   graphdef, state, _ = train_lib.create_state(config, stage, source.spec, mesh, nnx.Rngs(0))

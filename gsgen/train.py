@@ -111,7 +111,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   validate.config(config, jax.device_count())
   learner = learners.get(config.learner)
-  stages = learner_lib.stages(learner, config)
+  stages = learners.stages(learner, config)
   if stages[-1].learner.predict is None:
     raise ValueError(f"the last stage ({stages[-1].name}) of learner {learner.name!r} does not "
                      f"predict factors; add a readout stage.")

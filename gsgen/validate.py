@@ -20,7 +20,6 @@ from gsgen import specs as specs_lib
 from gsgen import splits as splits_lib
 from gsgen import weights
 from gsgen import workdir as workdir_lib
-from gsgen.learners import learner as learner_lib
 from gsgen.models import preprocess
 
 
@@ -62,7 +61,7 @@ def config(config, num_devices: int) -> None:
                        f"number of devices ({num_devices}).")
   _learner_options(config, learner)
   _positive_int(config.readout.steps, "readout.steps", allow_zero=True)
-  stages = learner_lib.stages(learner, config)
+  stages = learners.stages(learner, config)
   for stage in stages:
     _positive_int(stage.steps, f"steps of stage {stage.name}", allow_zero=True)
     optim.check(stage.optim)

@@ -16,6 +16,7 @@ from flax import nnx
 from matplotlib import image as mpimage
 
 from gsgen import checkpoint
+from gsgen import learners
 from gsgen import models
 from gsgen import runs
 from gsgen import train
@@ -91,10 +92,9 @@ def test_pcl_steps_clamp_its_coefficient_and_move_its_batch_statistics():
   """Inside the jitted step, after the update: q is clamped at >= 0 (the reference's
   ``model.a.data.clamp(min=0)``), and the BatchNorm on h trains on batch statistics."""
   from gsgen import input_pipeline, sharding, steps
-  from gsgen.learners import learner as learner_lib
   from gsgen.learners import pcl
   config = get_config("dataset=dsprites,split=random,learner=pcl,preset=smoke")
-  stage = learner_lib.stages(pcl.LEARNER, config)[0]
+  stage = learners.stages(pcl.LEARNER, config)[0]
   source = input_pipeline.make_source("dsprites", "random", grid_sizes=tuple(config.data.grid))
   mesh = sharding.make_mesh()
   graphdef, state, _ = train.create_state(config, stage, source.spec, mesh, nnx.Rngs(0))

@@ -1,10 +1,12 @@
-"""Training objectives by name: an explicit table from learner name to `Learner`.
+"""Training objectives by name (an explicit table from learner name to `Learner`) and the
+stages of a run.
 
 Synopsis::
 
   from gsgen import learners
   learner = learners.get("regression")
   model = learner.build(config, spec, nnx.Rngs(0))
+  stages = learners.stages(learner, config)  # its own stages, then a readout where needed
 
 A new objective is one module here and one entry in `LEARNERS`; `gsgen.train` runs it
 unchanged (see `gsgen.learners.learner` for what a learner provides). The losses,
@@ -13,10 +15,13 @@ samplers and readout of the representation learners are explained in docs/learne
 
 from __future__ import annotations
 
+import ml_collections
+
 from gsgen.learners import ada_gvae
 from gsgen.learners import beta_vae
 from gsgen.learners import learner as learner_lib
 from gsgen.learners import pcl
+from gsgen.learners import readout
 from gsgen.learners import regression
 from gsgen.learners import slow_vae
 
@@ -42,3 +47,22 @@ def get(name: str) -> learner_lib.Learner:
   if name not in LEARNERS:
     raise ValueError(f"unknown learner {name!r}; choose one of {', '.join(LEARNERS)}.")
   return LEARNERS[name]
+
+
+def stages(learner: learner_lib.Learner,
+           config: ml_collections.ConfigDict) -> tuple[learner_lib.Stage, ...]:
+  """The stages of a run of ``learner`` under ``config``.
+
+  The learner's own stages, then a ``readout`` stage (``config.readout``) on the last one's
+  frozen representation when that stage's learner does not predict factors or when
+  ``config.readout.steps > 0``.
+  """
+  if learner.stages is None:
+    name = "train" if learner.predict is not None else "representation"
+    own = (learner_lib.Stage(name, learner, config.train.steps, config.optim,
+                             options=learner.configured(config)),)
+  else:
+    own = tuple(learner.stages(config))
+  if own[-1].learner.predict is not None and not config.readout.steps:
+    return own
+  return own + (readout.stage(own[-1].learner, config),)

@@ -130,23 +130,3 @@ class Stage:
   optim: ml_collections.ConfigDict
   carry: Callable[[nnx.Module, nnx.Module], Any] | None = None
   options: dict = dataclasses.field(default_factory=dict)
-
-
-def stages(learner: Learner, config: ml_collections.ConfigDict) -> tuple[Stage, ...]:
-  """The stages of a run of ``learner`` under ``config``.
-
-  The learner's own stages, then a ``readout`` stage (``config.readout``) on the last one's
-  frozen representation when that stage's learner does not predict factors or when
-  ``config.readout.steps > 0``.
-  """
-  if learner.stages is None:
-    name = "train" if learner.predict is not None else "representation"
-    own = (Stage(name, learner, config.train.steps, config.optim,
-                 options=learner.configured(config)),)
-  else:
-    own = tuple(learner.stages(config))
-  if own[-1].learner.predict is not None and not config.readout.steps:
-    return own
-  # Imported here: the readout learner is built on this module's types.
-  from gsgen.learners import readout  # pylint: disable=g-import-not-at-top
-  return own + (readout.stage(own[-1].learner, config),)
