@@ -20,8 +20,11 @@ import matplotlib.image
 import numpy as np
 import pytest
 from test_run_safety import final_state
+from test_saved_config import typed
 
 from gsgen import study as study_lib
+from gsgen import workdir as workdir_lib
+from gsgen.configs import saved
 from gsgen.study import __main__ as cli
 from gsgen.study import claims as claims_lib
 from gsgen.study import figures
@@ -105,6 +108,51 @@ def test_a_second_run_does_nothing_and_says_so(finished):
   summary = runner.run(SMOKE, workdir, jobs=2, print_fn=lines.append)
   assert summary == {"done": [], "skipped": [c.name for c in SMOKE.cells()], "failed": {}}
   assert "all 4 cells are finished" in lines[0] and "nothing to do" in lines[0]
+
+
+def test_each_worker_runs_exactly_the_config_the_runner_wrote(finished, tmp_path):
+  """The runner builds a cell's config once and writes it; the worker runs that file, with
+  no config overrides on its command line, and leaves it as it was written."""
+  workdir, _, _ = finished
+  for cell in SMOKE.cells():
+    cell_dir = os.path.join(workdir, cell.name)
+    path = workdir_lib.config_path(cell_dir)
+    assert runner.command(cell, workdir)[3:] == [f"--config=saved:{path}",
+                                                 f"--workdir={cell_dir}"]
+    written = tmp_path / cell.name
+    assert runner.write_config(cell, str(tmp_path)) == workdir_lib.config_path(str(written))
+    assert open(path).read() == (written / "config.json").read_text()
+    assert typed(saved.get_config(path)) == typed(runner.config(cell))
+    assert json.load(open(workdir_lib.results_path(cell_dir)))["config"] == json.load(open(path))
+    commands = [line for line in open(os.path.join(cell_dir, "log.txt")) if line[:2] == "$ "]
+    assert commands and all(f"--config=saved:{path} " in c and "--config." not in c
+                            for c in commands)
+
+
+def test_a_cell_trained_with_another_config_is_refused_before_its_worker_starts(finished,
+                                                                                tmp_path):
+  """As the worker's resume would refuse it: a checkpoint of another training config fails
+  the cell (the rest runs on); a change of what only scores it is taken."""
+  workdir, _, _ = finished
+  cell = SMOKE.cells()[0]
+  shutil.copytree(os.path.join(workdir, cell.name), tmp_path / cell.name)
+  os.remove(tmp_path / cell.name / "results.json")
+  config = runner.config(cell)
+  config.train.steps = 5
+  workdir_lib.write_json(str(tmp_path / cell.name / "config.json"), config.to_dict())
+  one = dataclasses.replace(SMOKE, splits=(cell.split,), approaches={
+      cell.approach: SMOKE.approaches[cell.approach]})
+  summary = runner.run(one, str(tmp_path), print_fn=lambda _: None)
+  assert summary["failed"] == {cell.name: 1}
+  log = (tmp_path / cell.name / "log.txt").read_text()
+  assert "error: " + str(tmp_path / cell.name) + " holds a run trained to step 4 with another " \
+         "config (train.steps: 5 -> 4)" in log
+  assert saved.get_config(str(tmp_path / cell.name / "config.json")).train.steps == 5
+  config.train.steps, config.eval.batch_size = 4, 32
+  workdir_lib.write_json(str(tmp_path / cell.name / "config.json"), config.to_dict())
+  runner.write_config(cell, str(tmp_path))
+  assert typed(saved.get_config(str(tmp_path / cell.name / "config.json"))) == typed(
+      runner.config(cell))
 
 
 def test_a_report_on_a_partial_study_names_what_is_missing(finished, tmp_path):

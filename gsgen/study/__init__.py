@@ -6,14 +6,15 @@ Synopsis::
   s = study.load("cpu")                      # experiments/studies/cpu.py, or a path
   cells = s.cells()
   cells[0].name                              # 'dsprites-random-cnn-cpu-seed0'
-  cells[0].config()                          # the ConfigDict `python -m gsgen.main` would run
+  cells[0].config()                          # the cell's ConfigDict (its worker's run)
 
   python -m gsgen.study run --study=cpu --workdir=workdirs/study --jobs=2
   python -m gsgen.study report --workdir=workdirs/study
 
 A study definition is data (a ``STUDY`` dict in a Python file): which datasets, splits, seeds
 and approaches, with which preset and config overrides. A cell's workdir name carries
-everything that identifies it, so a finished cell is never mistaken for another.
+everything that identifies it, so a finished cell is never mistaken for another; the runner
+writes its config there once (`gsgen.study.runner.write_config`).
 """
 
 from __future__ import annotations
@@ -77,10 +78,6 @@ class Cell:
     return (f"dataset={self.dataset},split={self.split},model={self.model},"
             f"learner={self.learner},seed={self.seed},source={self.source},"
             f"preset={self.preset}")
-
-  def flags(self) -> list[str]:
-    """The ``--config.<field>=<value>`` flags of the overrides."""
-    return [f"--config.{k}={_text(v)}" for k, v in self.overrides]
 
   def config(self) -> ml_collections.ConfigDict:
     """The cell's full config, as the launcher builds it."""

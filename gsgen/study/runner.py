@@ -8,8 +8,9 @@ Synopsis::
   summary = runner.run(study.load("smoke"), "workdirs/smoke", jobs=2)
   summary["failed"]                       # cells that failed after their retries
 
-Every cell is one ``python -m gsgen.main`` process in its own workdir, so a lost worker costs
-only the steps since its cell's last checkpoint: the next attempt resumes there. Finished
+Every cell is one ``python -m gsgen.main`` process in its own workdir, running the config the
+runner built once and wrote there (``config.json``, `write_config`); a lost worker costs only
+the steps since its cell's last checkpoint: the next attempt resumes there. Finished
 cells are skipped; a failing cell is retried, then reported, and never stops the others.
 
 SIGTERM or SIGINT to the runner is passed on to every running cell (each in its own session,
@@ -29,6 +30,8 @@ import signal
 import sys
 import time
 from typing import Callable
+
+import ml_collections
 
 from gsgen import results as results_lib
 from gsgen import workdir as workdir_lib
@@ -80,14 +83,39 @@ def units(cells: list[Cell], seeds_per_program: int) -> list[Unit]:
   return out
 
 
-def command(unit, workdir: str) -> list[str]:
-  """The launcher command of a unit (or a cell) with its workdir under the study's."""
+def config(unit) -> ml_collections.ConfigDict:
+  """The config the worker of a unit (or a cell) runs: its first cell's, with one replica
+  per seed of the unit and no progress bars."""
   unit = unit if isinstance(unit, Unit) else Unit((unit,))
-  first = unit.cells[0]
-  seeds = [f"--config.num_seeds={len(unit.cells)}"] if len(unit.cells) > 1 else []
-  return [sys.executable, "-m", "gsgen.main", f"--config=benchmark:{first.config_arg()}",
-          *first.flags(), *seeds, "--config.progress=False",
-          f"--workdir={os.path.join(workdir, unit.name)}"]
+  out = unit.cells[0].config()
+  out.num_seeds = len(unit.cells)
+  out.progress = False
+  return out
+
+
+def write_config(unit, workdir: str) -> str:
+  """Writes the config of a unit (or a cell) to its workdir's ``config.json``; the path.
+
+  A workdir that holds a checkpoint keeps the config it was trained with unless the new one
+  differs only where `gsgen.results.check_config` allows (the rule the worker's resume uses).
+
+  Raises:
+    gsgen.results.ConfigChangedError: the workdir holds a run trained with another config.
+  """
+  unit = unit if isinstance(unit, Unit) else Unit((unit,))
+  run_dir = os.path.join(workdir, unit.name)
+  os.makedirs(run_dir, exist_ok=True)
+  results_lib.check_config(run_dir, config(unit), saved_step(run_dir) or 0)
+  return workdir_lib.config_path(run_dir)
+
+
+def command(unit, workdir: str) -> list[str]:
+  """The launcher command of a unit (or a cell): it runs the unit's ``config.json``
+  (`write_config`) in its workdir under the study's."""
+  unit = unit if isinstance(unit, Unit) else Unit((unit,))
+  run_dir = os.path.join(workdir, unit.name)
+  return [sys.executable, "-m", "gsgen.main",
+          f"--config=saved:{workdir_lib.config_path(run_dir)}", f"--workdir={run_dir}"]
 
 
 def _hand_out(unit: Unit, workdir: str) -> None:
@@ -215,8 +243,16 @@ def run(study: Study, workdir: str, *, jobs: int = 1, retries: int = 2,
       while queue and submit.has_room(len(running)) and stop.signum is None:
         unit = queue.popleft()
         attempts[unit] += 1
-        running[unit] = (submit(command(unit, workdir),
-                                os.path.join(workdir, unit.name, "log.txt")), time.time())
+        log = os.path.join(workdir, unit.name, "log.txt")
+        try:
+          if attempts[unit] == 1:  # a retry resumes the config its first attempt wrote
+            write_config(unit, workdir)
+        except results_lib.ConfigChangedError as e:
+          with open(log, "a") as f:  # what the worker would have said, as it would have
+            f.write(f"\nerror: {e}\n")
+          _failed(unit, 1, failed, logs, progress, running, workdir, print_fn)
+          continue
+        running[unit] = (submit(command(unit, workdir), log), time.time())
       if stop.signum is not None:
         return _stop(stop.signum, running, submit, workdir, grace_seconds, print_fn,
                      {"done": done, "skipped": skipped, "failed": failed})
@@ -249,12 +285,17 @@ def _collect(finished, running, attempts, retries, queue, done, failed, logs, pr
                f"{retries + 1}); it resumes from its last checkpoint")
       queue.append(unit)
     else:
-      for c in unit.cells:
-        failed[c.name] = code
-        logs[c.name] = os.path.join(workdir, unit.name, "log.txt")
-      progress.failed += len(unit.cells)
-      print_fn(f"FAILED {unit.name} (exit {code}; see {os.path.join(workdir, unit.name)}/"
-               f"log.txt)  {progress.line(len(running))}")
+      _failed(unit, code, failed, logs, progress, running, workdir, print_fn)
+
+
+def _failed(unit, code, failed, logs, progress, running, workdir, print_fn):
+  """Books a unit as failed with exit status ``code``."""
+  for c in unit.cells:
+    failed[c.name] = code
+    logs[c.name] = os.path.join(workdir, unit.name, "log.txt")
+  progress.failed += len(unit.cells)
+  print_fn(f"FAILED {unit.name} (exit {code}; see {os.path.join(workdir, unit.name)}/"
+           f"log.txt)  {progress.line(len(running))}")
 
 
 def _record_failures(workdir: str, failures: dict) -> None:
