@@ -7,6 +7,7 @@ import dataclasses
 import html.parser
 import json
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -32,6 +33,7 @@ from gsgen.study import page
 from gsgen.study import report
 from gsgen.study import runner
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = study_lib.load("smoke")
 
 
@@ -258,6 +260,31 @@ def test_a_cell_that_fails_is_recorded_for_the_report(finished, tmp_path):
 def test_unknown_study_lists_the_named_ones():
   with pytest.raises(FileNotFoundError, match="named studies: .*cpu.*smoke"):
     study_lib.load("tiny")
+
+
+def test_the_named_studies_ship_inside_the_package(tmp_path):
+  """--study=cpu resolves in an installed copy of the package, away from any checkout."""
+  import setuptools  # pylint: disable=g-import-not-at-top
+  assert "gsgen.study.studies" in setuptools.find_packages(str(ROOT), include=["gsgen*"])
+  site = tmp_path / "site"
+  shutil.copytree(ROOT / "gsgen", site / "gsgen", ignore=shutil.ignore_patterns("__pycache__"))
+  proc = subprocess.run(
+      [sys.executable, "-c", "from gsgen import study; s = study.load('cpu'); "
+                             "print(study.STUDIES_DIR, len(s.cells()))"],
+      cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True,
+      text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  where, count = proc.stdout.split()
+  assert where == str(site / "gsgen" / "study" / "studies")
+  assert int(count) == len(study_lib.load("cpu").cells())
+
+
+def test_a_study_file_of_your_own_is_given_by_its_path(capsys):
+  path = str(ROOT / "experiments" / "studies" / "example.py")
+  study = study_lib.load(path)
+  study.check()
+  assert cli.main(["list", f"--study={path}"]) == 0
+  assert capsys.readouterr().out.split() == [c.name for c in study.cells()]
 
 
 def test_seeds_of_a_cell_train_as_replicas_of_one_program(tmp_path):
