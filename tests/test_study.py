@@ -7,6 +7,7 @@ import dataclasses
 import html.parser
 import json
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -20,8 +21,11 @@ import matplotlib.image
 import numpy as np
 import pytest
 from test_run_safety import final_state
+from test_saved_config import typed
 
 from gsgen import study as study_lib
+from gsgen import workdir as workdir_lib
+from gsgen.configs import saved
 from gsgen.study import __main__ as cli
 from gsgen.study import claims as claims_lib
 from gsgen.study import figures
@@ -30,6 +34,7 @@ from gsgen.study import report
 from gsgen.study import runner
 from gsgen.study import table as table_lib
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = study_lib.load("smoke")
 
 
@@ -106,6 +111,51 @@ def test_a_second_run_does_nothing_and_says_so(finished):
   summary = runner.run(SMOKE, workdir, jobs=2, print_fn=lines.append)
   assert summary == {"done": [], "skipped": [c.name for c in SMOKE.cells()], "failed": {}}
   assert "all 4 cells are finished" in lines[0] and "nothing to do" in lines[0]
+
+
+def test_each_worker_runs_exactly_the_config_the_runner_wrote(finished, tmp_path):
+  """The runner builds a cell's config once and writes it; the worker runs that file, with
+  no config overrides on its command line, and leaves it as it was written."""
+  workdir, _, _ = finished
+  for cell in SMOKE.cells():
+    cell_dir = os.path.join(workdir, cell.name)
+    path = workdir_lib.config_path(cell_dir)
+    assert runner.command(cell, workdir)[3:] == [f"--config=saved:{path}",
+                                                 f"--workdir={cell_dir}"]
+    written = tmp_path / cell.name
+    assert runner.write_config(cell, str(tmp_path)) == workdir_lib.config_path(str(written))
+    assert open(path).read() == (written / "config.json").read_text()
+    assert typed(saved.get_config(path)) == typed(runner.config(cell))
+    assert json.load(open(workdir_lib.results_path(cell_dir)))["config"] == json.load(open(path))
+    commands = [line for line in open(os.path.join(cell_dir, "log.txt")) if line[:2] == "$ "]
+    assert commands and all(f"--config=saved:{path} " in c and "--config." not in c
+                            for c in commands)
+
+
+def test_a_cell_trained_with_another_config_is_refused_before_its_worker_starts(finished,
+                                                                                tmp_path):
+  """As the worker's resume would refuse it: a checkpoint of another training config fails
+  the cell (the rest runs on); a change of what only scores it is taken."""
+  workdir, _, _ = finished
+  cell = SMOKE.cells()[0]
+  shutil.copytree(os.path.join(workdir, cell.name), tmp_path / cell.name)
+  os.remove(tmp_path / cell.name / "results.json")
+  config = runner.config(cell)
+  config.train.steps = 5
+  workdir_lib.write_json(str(tmp_path / cell.name / "config.json"), config.to_dict())
+  one = dataclasses.replace(SMOKE, splits=(cell.split,), approaches={
+      cell.approach: SMOKE.approaches[cell.approach]})
+  summary = runner.run(one, str(tmp_path), print_fn=lambda _: None)
+  assert summary["failed"] == {cell.name: 1}
+  log = (tmp_path / cell.name / "log.txt").read_text()
+  assert "error: " + str(tmp_path / cell.name) + " holds a run trained to step 4 with another " \
+         "config (train.steps: 5 -> 4)" in log
+  assert saved.get_config(str(tmp_path / cell.name / "config.json")).train.steps == 5
+  config.train.steps, config.eval.batch_size = 4, 32
+  workdir_lib.write_json(str(tmp_path / cell.name / "config.json"), config.to_dict())
+  runner.write_config(cell, str(tmp_path))
+  assert typed(saved.get_config(str(tmp_path / cell.name / "config.json"))) == typed(
+      runner.config(cell))
 
 
 def test_a_report_on_a_partial_study_names_what_is_missing(finished, tmp_path):
@@ -211,6 +261,31 @@ def test_a_cell_that_fails_is_recorded_for_the_report(finished, tmp_path):
 def test_unknown_study_lists_the_named_ones():
   with pytest.raises(FileNotFoundError, match="named studies: .*cpu.*smoke"):
     study_lib.load("tiny")
+
+
+def test_the_named_studies_ship_inside_the_package(tmp_path):
+  """--study=cpu resolves in an installed copy of the package, away from any checkout."""
+  import setuptools  # pylint: disable=g-import-not-at-top
+  assert "gsgen.study.studies" in setuptools.find_packages(str(ROOT), include=["gsgen*"])
+  site = tmp_path / "site"
+  shutil.copytree(ROOT / "gsgen", site / "gsgen", ignore=shutil.ignore_patterns("__pycache__"))
+  proc = subprocess.run(
+      [sys.executable, "-c", "from gsgen import study; s = study.load('cpu'); "
+                             "print(study.STUDIES_DIR, len(s.cells()))"],
+      cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True,
+      text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  where, count = proc.stdout.split()
+  assert where == str(site / "gsgen" / "study" / "studies")
+  assert int(count) == len(study_lib.load("cpu").cells())
+
+
+def test_a_study_file_of_your_own_is_given_by_its_path(capsys):
+  path = str(ROOT / "experiments" / "studies" / "example.py")
+  study = study_lib.load(path)
+  study.check()
+  assert cli.main(["list", f"--study={path}"]) == 0
+  assert capsys.readouterr().out.split() == [c.name for c in study.cells()]
 
 
 def test_seeds_of_a_cell_train_as_replicas_of_one_program(tmp_path):

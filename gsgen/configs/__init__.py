@@ -2,15 +2,16 @@
 
 Synopsis::
 
-  from gsgen.configs import benchmark
+  from gsgen.configs import benchmark, saved
   config = benchmark.get_config("dataset=mpi3d,split=extrapolation,model=cnn,preset=cpu")
   config.optim.learning_rate = 3e-4
   path = configs.path("benchmark")          # what --config=benchmark:... resolves to
+  config = saved.get_config("workdirs/run/config.json")   # a run's config, read back
 
-A config is named on the command line by its short name (``--config=benchmark:dataset=mpi3d``)
-or by the path of any config file, such as a user's own copy. `check_override` says in one
-line what is wrong with an override ``field=value`` (the launcher's ``--config.<field>`` and
-a study's ``overrides``).
+A config is named on the command line by its short name (``--config=benchmark:dataset=mpi3d``,
+``--config=saved:WORKDIR/config.json``) or by the path of any config file, such as a user's
+own copy. `check_override` says in one line what is wrong with an override ``field=value``
+(the launcher's ``--config.<field>`` and a study's ``overrides``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import difflib
 import os
 
-NAMES = ("benchmark",)
+NAMES = ("benchmark", "saved")
 
 
 def path(name: str) -> str:

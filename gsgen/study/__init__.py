@@ -3,17 +3,19 @@
 Synopsis::
 
   from gsgen import study
-  s = study.load("cpu")                      # experiments/studies/cpu.py, or a path
+  s = study.load("cpu")                      # gsgen/study/studies/cpu.py, or a path
   cells = s.cells()
   cells[0].name                              # 'dsprites-random-cnn-cpu-seed0'
-  cells[0].config()                          # the ConfigDict `python -m gsgen.main` would run
+  cells[0].config()                          # the cell's ConfigDict (its worker's run)
 
   python -m gsgen.study run --study=cpu --workdir=workdirs/study --jobs=2
   python -m gsgen.study report --workdir=workdirs/study
 
-A study definition is data (a ``STUDY`` dict in a Python file): which datasets, splits, seeds
-and approaches, with which preset and config overrides. A cell's workdir name carries
-everything that identifies it, so a finished cell is never mistaken for another.
+A study definition is data (a ``STUDY`` dict in a Python file, named ones in
+`gsgen.study.studies`): which datasets, splits, seeds and approaches, with which preset and
+config overrides. A cell's workdir name carries everything that identifies it, so a finished
+cell is never mistaken for another; the runner writes its config there once
+(`gsgen.study.runner.write_config`).
 """
 
 from __future__ import annotations
@@ -29,9 +31,8 @@ import ml_collections
 
 from gsgen.configs import benchmark
 
-# Where the named studies live (a checkout's experiments/studies); a path works anywhere.
-STUDIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "experiments", "studies")
+# Where the named studies live (inside the package, so installed too); a path works anywhere.
+STUDIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "studies")
 GROUPS = ("supervised", "unsupervised", "weakly_supervised", "transfer")
 
 
@@ -77,10 +78,6 @@ class Cell:
     return (f"dataset={self.dataset},split={self.split},model={self.model},"
             f"learner={self.learner},seed={self.seed},source={self.source},"
             f"preset={self.preset}")
-
-  def flags(self) -> list[str]:
-    """The ``--config.<field>=<value>`` flags of the overrides."""
-    return [f"--config.{k}={_text(v)}" for k, v in self.overrides]
 
   def config(self) -> ml_collections.ConfigDict:
     """The cell's full config, as the launcher builds it."""
@@ -183,7 +180,7 @@ class Study:
 
 
 def load(name_or_path: str) -> Study:
-  """A study by name (``experiments/studies/<name>.py``) or by the path of its file.
+  """A study by name (``gsgen/study/studies/<name>.py``) or by the path of its file.
 
   Raises:
     FileNotFoundError: no such study; the message lists the named ones.
@@ -192,8 +189,8 @@ def load(name_or_path: str) -> Study:
   if not path.endswith(".py"):
     path = os.path.join(STUDIES_DIR, f"{name_or_path}.py")
   if not os.path.isfile(path):
-    known = sorted(f[:-3] for f in os.listdir(STUDIES_DIR) if f.endswith(".py")) \
-        if os.path.isdir(STUDIES_DIR) else []
+    known = sorted(f[:-3] for f in os.listdir(STUDIES_DIR)
+                   if f.endswith(".py") and not f.startswith("_"))
     raise FileNotFoundError(f"no study {name_or_path!r} (looked for {path}); named studies: "
                             f"{', '.join(known) or 'none'}, or give the path of a study file.")
   spec = importlib.util.spec_from_file_location(f"gsgen_study_{os.path.basename(path)[:-3]}",
@@ -208,7 +205,7 @@ def load(name_or_path: str) -> Study:
   fields = getattr(module, "STUDY", None)
   if not isinstance(fields, dict):
     raise ValueError(f"study file {path} must define STUDY, a dict with keys "
-                     f"{', '.join(STUDY_KEYS)} (see experiments/studies/smoke.py).")
+                     f"{', '.join(STUDY_KEYS)} (see gsgen/study/studies/smoke.py).")
   required = [f.name for f in dataclasses.fields(Study)
               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
   unknown = sorted(set(fields) - set(STUDY_KEYS))

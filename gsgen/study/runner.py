@@ -1,4 +1,5 @@
-"""Runs the cells of a study through the launcher, on local worker processes or a Ray cluster.
+"""Runs the cells of a study through the launcher, on local worker processes or a Ray cluster
+(`gsgen.study.executors`).
 
 Synopsis::
 
@@ -7,8 +8,9 @@ Synopsis::
   summary = runner.run(study.load("smoke"), "workdirs/smoke", jobs=2)
   summary["failed"]                       # cells that failed after their retries
 
-Every cell is one ``python -m gsgen.main`` process in its own workdir, so a lost worker costs
-only the steps since its cell's last checkpoint: the next attempt resumes there. Finished
+Every cell is one ``python -m gsgen.main`` process in its own workdir, running the config the
+runner built once and wrote there (``config.json``, `write_config`); a lost worker costs only
+the steps since its cell's last checkpoint: the next attempt resumes there. Finished
 cells are skipped; a failing cell is retried, then reported, and never stops the others.
 
 SIGTERM or SIGINT to the runner is passed on to every running cell (each in its own session,
@@ -25,14 +27,15 @@ import dataclasses
 import json
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 from typing import Callable
 
+import ml_collections
+
 from gsgen import results as results_lib
 from gsgen import workdir as workdir_lib
+from gsgen.study import executors
 from gsgen.study import Cell
 from gsgen.study import Study
 from gsgen.study import write_manifest
@@ -80,14 +83,39 @@ def units(cells: list[Cell], seeds_per_program: int) -> list[Unit]:
   return out
 
 
-def command(unit, workdir: str) -> list[str]:
-  """The launcher command of a unit (or a cell) with its workdir under the study's."""
+def config(unit) -> ml_collections.ConfigDict:
+  """The config the worker of a unit (or a cell) runs: its first cell's, with one replica
+  per seed of the unit and no progress bars."""
   unit = unit if isinstance(unit, Unit) else Unit((unit,))
-  first = unit.cells[0]
-  seeds = [f"--config.num_seeds={len(unit.cells)}"] if len(unit.cells) > 1 else []
-  return [sys.executable, "-m", "gsgen.main", f"--config=benchmark:{first.config_arg()}",
-          *first.flags(), *seeds, "--config.progress=False",
-          f"--workdir={os.path.join(workdir, unit.name)}"]
+  out = unit.cells[0].config()
+  out.num_seeds = len(unit.cells)
+  out.progress = False
+  return out
+
+
+def write_config(unit, workdir: str) -> str:
+  """Writes the config of a unit (or a cell) to its workdir's ``config.json``; the path.
+
+  A workdir that holds a checkpoint keeps the config it was trained with unless the new one
+  differs only where `gsgen.results.check_config` allows (the rule the worker's resume uses).
+
+  Raises:
+    gsgen.results.ConfigChangedError: the workdir holds a run trained with another config.
+  """
+  unit = unit if isinstance(unit, Unit) else Unit((unit,))
+  run_dir = os.path.join(workdir, unit.name)
+  os.makedirs(run_dir, exist_ok=True)
+  results_lib.check_config(run_dir, config(unit), saved_step(run_dir) or 0)
+  return workdir_lib.config_path(run_dir)
+
+
+def command(unit, workdir: str) -> list[str]:
+  """The launcher command of a unit (or a cell): it runs the unit's ``config.json``
+  (`write_config`) in its workdir under the study's."""
+  unit = unit if isinstance(unit, Unit) else Unit((unit,))
+  run_dir = os.path.join(workdir, unit.name)
+  return [sys.executable, "-m", "gsgen.main",
+          f"--config=saved:{workdir_lib.config_path(run_dir)}", f"--workdir={run_dir}"]
 
 
 def _hand_out(unit: Unit, workdir: str) -> None:
@@ -112,37 +140,6 @@ def is_finished(cell: Cell, workdir: str) -> bool:
   """Whether ``cell`` has results of its config (not of another cell's; see
   `gsgen.results.finished`)."""
   return results_lib.finished(os.path.join(workdir, cell.name), cell.config()) is not None
-
-
-def _attempt(argv: list[str], log_path: str, env: dict | None = None,
-             started: Callable[[subprocess.Popen], None] | None = None) -> int:
-  """Runs one attempt of a cell, appending its output to the cell's log; the exit code.
-
-  The cell runs in its own session, so only the runner passes signals on to it. A
-  KeyboardInterrupt here (Ray cancelling the task) is passed on as SIGTERM, and the cell's
-  exit awaited.
-
-  Args:
-    argv, log_path, env: the command, its log file and extra environment variables.
-    started: called with the process once it runs (the runner signals it from there).
-  """
-  os.makedirs(os.path.dirname(log_path), exist_ok=True)
-  with open(log_path, "a") as log:
-    log.write(f"\n$ {' '.join(argv)}\n")
-    log.flush()
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
-    if started is not None:
-      started(proc)
-    try:
-      while True:  # short waits: Ray delivers its cancellation between Python instructions
-        try:
-          return proc.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-          pass
-    except KeyboardInterrupt:
-      proc.send_signal(signal.SIGTERM)
-      return proc.wait()
 
 
 def saved_step(cell_dir: str) -> int | None:
@@ -230,9 +227,11 @@ def run(study: Study, workdir: str, *, jobs: int = 1, retries: int = 2,
   print_fn(f"study {study.name}: {len(todo)} of {len(cells)} cells to run in {workdir} "
            f"({executor}, {'jobs ' + str(jobs) if executor == 'local' else 'Ray'}).")
   cache = _compile_cache_env(workdir)
-  submit = (_local_pool(jobs, {**cache, **(_shared_device_env(1.0 / jobs) if jobs > 1 else {})})
+  submit = (executors.Local(jobs, {**cache,
+                                   **(_shared_device_env(1.0 / jobs) if jobs > 1 else {})})
             if executor == "local" else
-            _ray_pool(address, gpus_per_cell, {**cache, **_shared_device_env(gpus_per_cell)}))
+            executors.Ray(address, gpus_per_cell,
+                          {**cache, **_shared_device_env(gpus_per_cell)}))
   attempts = collections.Counter()
   done, failed, logs = [], {}, {}
   if seeds_per_program is None:
@@ -244,8 +243,16 @@ def run(study: Study, workdir: str, *, jobs: int = 1, retries: int = 2,
       while queue and submit.has_room(len(running)) and stop.signum is None:
         unit = queue.popleft()
         attempts[unit] += 1
-        running[unit] = (submit(command(unit, workdir),
-                                os.path.join(workdir, unit.name, "log.txt")), time.time())
+        log = os.path.join(workdir, unit.name, "log.txt")
+        try:
+          if attempts[unit] == 1:  # a retry resumes the config its first attempt wrote
+            write_config(unit, workdir)
+        except results_lib.ConfigChangedError as e:
+          with open(log, "a") as f:  # what the worker would have said, as it would have
+            f.write(f"\nerror: {e}\n")
+          _failed(unit, 1, failed, logs, progress, running, workdir, print_fn)
+          continue
+        running[unit] = (submit(command(unit, workdir), log), time.time())
       if stop.signum is not None:
         return _stop(stop.signum, running, submit, workdir, grace_seconds, print_fn,
                      {"done": done, "skipped": skipped, "failed": failed})
@@ -278,12 +285,17 @@ def _collect(finished, running, attempts, retries, queue, done, failed, logs, pr
                f"{retries + 1}); it resumes from its last checkpoint")
       queue.append(unit)
     else:
-      for c in unit.cells:
-        failed[c.name] = code
-        logs[c.name] = os.path.join(workdir, unit.name, "log.txt")
-      progress.failed += len(unit.cells)
-      print_fn(f"FAILED {unit.name} (exit {code}; see {os.path.join(workdir, unit.name)}/"
-               f"log.txt)  {progress.line(len(running))}")
+      _failed(unit, code, failed, logs, progress, running, workdir, print_fn)
+
+
+def _failed(unit, code, failed, logs, progress, running, workdir, print_fn):
+  """Books a unit as failed with exit status ``code``."""
+  for c in unit.cells:
+    failed[c.name] = code
+    logs[c.name] = os.path.join(workdir, unit.name, "log.txt")
+  progress.failed += len(unit.cells)
+  print_fn(f"FAILED {unit.name} (exit {code}; see {os.path.join(workdir, unit.name)}/"
+           f"log.txt)  {progress.line(len(running))}")
 
 
 def _record_failures(workdir: str, failures: dict) -> None:
@@ -333,92 +345,3 @@ def _stop(signum, running, submit, workdir, grace_seconds, print_fn, summary) ->
              f"last step; it resumes from {where}")
   print_fn(f"{name}: the study stopped; rerun the same command to resume every cell.")
   return {**summary, "stopped": stopped, "signal": signum}
-
-
-class _local_pool:  # pylint: disable=invalid-name
-  """Worker processes on this machine: one thread waits on each cell's process."""
-
-  def __init__(self, jobs: int, env: dict):
-    import concurrent.futures  # pylint: disable=g-import-not-at-top
-    self._pool = concurrent.futures.ThreadPoolExecutor(max(jobs, 1))
-    self._jobs, self._env = max(jobs, 1), env
-    self._procs, self._lock = {}, threading.Lock()
-
-  def has_room(self, running: int) -> bool:
-    return running < self._jobs
-
-  def __call__(self, argv, log_path):
-    box = {}
-    started = threading.Event()
-
-    def remember(proc):
-      with self._lock:
-        box["proc"] = proc
-      started.set()
-
-    future = self._pool.submit(_attempt, argv, log_path, self._env, remember)
-    with self._lock:
-      self._procs[future] = (box, started)
-    return future
-
-  def _proc(self, handle):
-    box, started = self._procs[handle]
-    started.wait(5)  # submitted a moment ago: its process is about to start
-    return box.get("proc")
-
-  def signal(self, handle, signum) -> None:
-    proc = self._proc(handle)
-    if proc is not None and proc.poll() is None:
-      proc.send_signal(signum)
-
-  def kill(self, handle) -> None:
-    proc = self._proc(handle)
-    if proc is not None and proc.poll() is None:
-      proc.kill()
-      proc.wait()
-
-  def wait(self, handles, timeout=None) -> dict:
-    import concurrent.futures  # pylint: disable=g-import-not-at-top
-    done, _ = concurrent.futures.wait(handles, timeout=timeout,
-                                      return_when=concurrent.futures.FIRST_COMPLETED)
-    return {h: h.result() for h in done}
-
-
-class _ray_pool:  # pylint: disable=invalid-name
-  """Cells as Ray tasks; Ray places them by their CPU and (fractional) GPU shares."""
-
-  def __init__(self, address, gpus_per_cell, env):
-    try:
-      import ray  # pylint: disable=g-import-not-at-top
-    except ImportError:
-      raise ImportError("the ray executor needs Ray: pip install -e '.[ray]'") from None
-    self._ray = ray
-    if not ray.is_initialized():
-      ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    self._task = ray.remote(num_cpus=1, num_gpus=gpus_per_cell, max_retries=0)(_attempt)
-    self._env = env
-
-  def has_room(self, running: int) -> bool:
-    del running
-    return True  # Ray queues tasks until resources free up
-
-  def __call__(self, argv, log_path):
-    return self._task.remote(argv, log_path, self._env)
-
-  def signal(self, handle, signum) -> None:
-    """Ray can only cancel: `_attempt` turns that into SIGTERM to its cell."""
-    del signum
-    self._ray.cancel(handle, force=False)
-
-  def kill(self, handle) -> None:
-    self._ray.cancel(handle, force=True)
-
-  def wait(self, handles, timeout=None) -> dict:
-    ready, _ = self._ray.wait(list(handles), num_returns=1, timeout=timeout)
-    return {h: self._result(h) for h in ready}
-
-  def _result(self, handle) -> int:
-    try:
-      return self._ray.get(handle)
-    except self._ray.exceptions.TaskCancelledError:
-      return 128 + signal.SIGTERM  # the cell was told to stop and saved its step
