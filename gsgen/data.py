@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from gsgen import input_pipeline
-from gsgen.datasets import fork_safe
+from gsgen.datasets import images as images_lib
 
 
 class SplitPart:
@@ -43,7 +43,7 @@ class SplitPart:
     self.source_name = source.data.name
     records = source.test if part == "test" else source.train
     self.factor_indices = records.factor_indices
-    self._stored = records.images
+    self._records = records
     self.targets = self.spec.targets(self.factor_indices)
     self.channels_first = channels_first
 
@@ -56,11 +56,7 @@ class SplitPart:
     if positions.size and (positions.min() < -len(self) or positions.max() >= len(self)):
       raise IndexError(f"position out of range for the {self.part} part ({len(self)} "
                        f"examples).")
-    if self._stored is not None:
-      return np.asarray(self._stored[positions])
-    # Few distinct chunk sizes, so the renderer compiles a handful of programs at most.
-    chunk = min(512, 1 << max(0, int(len(positions) - 1).bit_length()))
-    return fork_safe.call(_render, self.spec, self.factor_indices[positions], chunk)
+    return images_lib.of_records(self._records, positions)
 
   def batch(self, positions) -> tuple[np.ndarray, np.ndarray]:
     """``(float32 images in [0, 1], targets)`` of the examples at ``positions``."""
@@ -77,11 +73,6 @@ class SplitPart:
   def __getitems__(self, positions) -> list[tuple[np.ndarray, np.ndarray]]:
     images, targets = self.batch(positions)
     return list(zip(images, targets))
-
-
-def _render(spec, factor_indices, batch_size) -> np.ndarray:
-  from gsgen.datasets import procedural  # pylint: disable=g-import-not-at-top
-  return procedural.render_numpy(spec, factor_indices=factor_indices, batch_size=batch_size)
 
 
 def split_data(dataset, split: str, source: str = "procedural", *, data_dir=None,
