@@ -101,7 +101,7 @@ def write(model: latent.VAE, source, workdir: str, config) -> dict[str, str]:
 
   Args:
     model: the trained VAE.
-    source: the run's `gsgen.input_pipeline.Source` (its test records are drawn).
+    source: the run's `gsgen.split_data.SplitData` (its test records are drawn).
     workdir: the run's folder.
     config: the run's config (the seed chooses the images; names go into the titles).
 
