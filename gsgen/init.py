@@ -109,7 +109,7 @@ def from_workdir(model: nnx.Module, workdir: str, include: str = ".*",
 
 
 def from_weights(model: nnx.Module, path: str, model_name: str, include: str = ".*",
-                 exclude: str = "") -> list[str]:
+                 exclude: str = "", found: weights_lib.Found | None = None) -> list[str]:
   """Loads a pretrained weight file into ``model`` and zeroes its regression head.
 
   Args:
@@ -118,6 +118,7 @@ def from_weights(model: nnx.Module, path: str, model_name: str, include: str = "
     model_name: a model of `gsgen.weights.MODELS`.
     include: regex of variable paths to load, among those the file fills.
     exclude: regex of variable paths not to load.
+    found: the file's `gsgen.weights.identify` result, if already at hand.
 
   Returns:
     The loaded variable paths.
@@ -126,7 +127,7 @@ def from_weights(model: nnx.Module, path: str, model_name: str, include: str = "
     ValueError: the file does not fit ``model_name`` (see `gsgen.weights.check`).
     FileNotFoundError: no such file.
   """
-  arrays = weights_lib.load(path, model_name)
+  arrays = weights_lib.load(path, model_name, found)
   inc = re.compile(include)
   chosen = {p: a for p, a in arrays.items() if inc.search(p)}
   loaded = copy_into(model, chosen,
@@ -138,8 +139,12 @@ def from_weights(model: nnx.Module, path: str, model_name: str, include: str = "
   return loaded
 
 
-def apply(model: nnx.Module, init_config, model_name: str) -> dict:
+def apply(model: nnx.Module, init_config, model_name: str,
+          found: weights_lib.Found | None = None) -> dict:
   """Applies ``config.init_from`` to a fresh model.
+
+  ``found`` is the weight file's `gsgen.weights.identify` result when already at hand (what
+  `gsgen.validate.config` returns), so the file's header is read once per run.
 
   Returns:
     What was loaded, for the results: ``{}`` for a fresh start, else the source and the
@@ -155,8 +160,9 @@ def apply(model: nnx.Module, init_config, model_name: str) -> dict:
     return {"workdir": os.path.abspath(init_config.workdir), "variables": len(loaded)}
   if init_config.weights:
     path = init_config.weights
-    found = weights_lib.identify(path)
-    loaded = from_weights(model, path, model_name, init_config.include, init_config.exclude)
+    found = found or weights_lib.identify(path)
+    loaded = from_weights(model, path, model_name, init_config.include, init_config.exclude,
+                          found)
     return {"weights": os.path.basename(path), "sha256": weights_lib.sha256(path),
             "format": found.format, "architecture": found.architecture,
             "variables": len(loaded), "head": "zeros"}

@@ -2,8 +2,8 @@
 
 Synopsis::
 
-  from gsgen import input_pipeline, sharding
-  source = input_pipeline.make_source("dsprites", "extrapolation", "procedural")
+  from gsgen import input_pipeline, sharding, split_data
+  source = split_data.make("dsprites", "extrapolation", "procedural")
   mesh = sharding.make_mesh()
   batches = input_pipeline.TrainBatches(source, global_batch_size=64, seed=0, mesh=mesh)
   batch = batches.get(step=0)          # {"factor_indices": int32 [64, 5]} as global arrays
@@ -19,109 +19,26 @@ a batch of B pairs is ``factor_indices [B, 2, F]`` (and ``image [B, 2, H, W, C]`
 ``laplace_negative`` adds PCL's negative, a third point drawn uniformly from the train
 records (``[B, 3, F]``, 3B images).
 
-Two kinds of source: procedural (the batch carries factor indices and the jitted renderer
-draws the images on the device that trains: no disk, no decode) and stored sources, prepared
-TFDS datasets (`gsgen.datasets.load`; the batch carries uint8 images read on the host,
-prefetched by a thread). Targets are always the normalised factor indices of
-`specs.DatasetSpec.targets`.
+The source is the run's `gsgen.split_data.SplitData`, of two kinds: procedural (the batch
+carries factor indices and the jitted renderer draws the images on the device that trains: no
+disk, no decode) and stored sources, prepared TFDS datasets (`gsgen.datasets.load`; the batch
+carries uint8 images read on the host, prefetched by a thread). Targets are always the
+normalised factor indices of `specs.DatasetSpec.targets`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 
 import numpy as np
 
 from gsgen import pairs
 from gsgen import sharding
-from gsgen import specs as specs_lib
-from gsgen import splits as splits_lib
-from gsgen.datasets import records as records_lib
-from gsgen.datasets import sources
+from gsgen import split_data
 
-
-@dataclasses.dataclass(frozen=True)
-class Source:
-  """The train and test records of a run's dataset, split and data source.
-
-  Attributes:
-    spec: the factor grid (a prepared dataset's own grid for stored sources).
-    split: the split trained and scored.
-    data: the data source.
-    train, test: the records of the two parts (images None when rendered on the device).
-    disagreeing_records: how many records of the published benchmark files sit in the part
-      the split's rules (`splits.is_test`) do not put them in; 0 for grid sources, whose
-      parts are made by those rules.
-  """
-  spec: specs_lib.DatasetSpec
-  split: str
-  data: sources.DataSource
-  train: records_lib.Records
-  test: records_lib.Records
-  disagreeing_records: int = 0
-
-  @property
-  def renders_on_device(self) -> bool:
-    """Whether batches carry only factor indices and the jitted renderer draws them."""
-    return self.train.images is None
-
-  @property
-  def data_source(self) -> str:
-    """``procedural`` or ``official``: what every result names."""
-    return self.data.data_source
-
-
-def make_source(dataset, split: str, source: str | sources.DataSource = "procedural",
-                data_dir=None, grid_sizes=None) -> Source:
-  """Resolves a dataset, split and data source into train and test records.
-
-  Args:
-    dataset: dsprites, shapes3d or mpi3d.
-    split: one of `specs.SPLITS`.
-    source: a source string (`sources.names`) or a `sources.DataSource`. ``procedural``
-      renders on the fly; every other source reads a dataset prepared with
-      ``python -m gsgen.datasets.prepare`` under ``data_dir`` (``procedural:stored`` the
-      prepared procedural one).
-    data_dir: where prepared datasets are (default ``data/tfds``).
-    grid_sizes: a reduced grid for smoke runs (procedural only; a prepared dataset carries
-      its own grid).
-
-  Raises:
-    ValueError: unknown names, or a benchmark split source that does not match ``split``.
-    FileNotFoundError: a stored source that is not prepared (the message says how).
-  """
-  spec = specs_lib.get(dataset)
-  splits_lib.check_split(split)
-  data = sources.parse(spec.name, source)
-  if data.kind == "benchmark" and data.benchmark_split != split:
-    raise ValueError(f"source {data.name!r} holds the published {data.benchmark_split} "
-                     f"split; train with split={data.benchmark_split} or choose another "
-                     f"source.")
-  if not data.stored:
-    grid = spec.subgrid(grid_sizes) if grid_sizes else spec
-    train, test = _train_test(grid, split)
-    return Source(grid, split, data,
-                  records_lib.Records(grid, grid.factor_indices(train), None, data),
-                  records_lib.Records(grid, grid.factor_indices(test), None, data))
-  # Imported here: procedural runs need no TFDS.
-  from gsgen import datasets  # pylint: disable=g-import-not-at-top
-  kwargs = {} if data_dir is None else {"data_dir": data_dir}
-  if data.kind == "benchmark":
-    train = datasets.load(spec.name, data, part="train", **kwargs)
-    test = datasets.load(spec.name, data, part="test", **kwargs)
-    wrong = (np.count_nonzero(splits_lib.is_test(train.factor_indices, train.spec, split))
-             + np.count_nonzero(~splits_lib.is_test(test.factor_indices, test.spec, split)))
-    return Source(train.spec, split, data, train, test, int(wrong))
-  recs = datasets.load(spec.name, data, **kwargs)
-  train, test = _train_test(recs.spec, split)
-  return Source(recs.spec, split, data, recs.subset(train), recs.subset(test))
-
-
-def _train_test(spec, split) -> tuple[np.ndarray, np.ndarray]:
-  """Flat indices of the train and test parts (one pass over the grid for both)."""
-  train, test = splits_lib.masks(spec, split)
-  return np.flatnonzero(train), np.flatnonzero(test)
+# Kept for benchmarks/ and user code written before `gsgen.split_data` owned them.
+Source = split_data.SplitData
+make_source = split_data.make
 
 
 # The current epoch's permutation (two while a batch straddles epochs): recomputing a
@@ -155,10 +72,10 @@ def train_positions(step: int, global_batch_size: int, num_train: int,
 class TrainBatches:
   """Training batches by step, as global arrays sharded over the mesh's ``data`` axis."""
 
-  def __init__(self, source: Source, global_batch_size: int, seed: int, mesh,
+  def __init__(self, source: split_data.SplitData, global_batch_size: int, seed: int, mesh,
                prefetch: int = 2, sampler: str = "single", sampler_options: dict | None = None):
     """Args:
-      source: from `make_source`.
+      source: the run's `gsgen.split_data.SplitData`.
       global_batch_size: examples (points or pairs) per step over all devices.
       seed: the data order's seed.
       mesh: the device mesh.
@@ -177,7 +94,7 @@ class TrainBatches:
     self.sampler = sampler
     self.images_per_step = global_batch_size * pairs.images_per_example(sampler)
     self._pairs = (pairs.PairSampler(source.spec, source.train.factor_indices, sampler,
-                                     sampler_options)
+                                     sampler_options, train_rows=source.train_rows)
                    if sampler in pairs.PAIR_SAMPLERS else None)
     self._rows = sharding.process_rows(global_batch_size)
     self._pool = (None if source.renders_on_device
@@ -220,7 +137,7 @@ class SeedBatches:
   batch is ``[seeds, batch, ...]``, sharded over the mesh on its batch axis.
   """
 
-  def __init__(self, source: Source, global_batch_size: int, seeds, mesh,
+  def __init__(self, source: split_data.SplitData, global_batch_size: int, seeds, mesh,
                sampler: str = "single", sampler_options: dict | None = None):
     self._runs = [TrainBatches(source, global_batch_size, s, mesh, sampler=sampler,
                                sampler_options=sampler_options) for s in seeds]
@@ -234,11 +151,11 @@ class SeedBatches:
                                  self.mesh, axis=1)
 
 
-def eval_batch(source: Source, part: str, positions: np.ndarray, mesh) -> dict:
+def eval_batch(source: split_data.SplitData, part: str, positions: np.ndarray, mesh) -> dict:
   """The global evaluation batch of ``positions`` into a part; this process reads its rows.
 
   Args:
-    source: from `make_source`.
+    source: the run's `gsgen.split_data.SplitData`.
     part: ``test`` or ``train``.
     positions: ``[batch]`` positions into the part's records.
     mesh: the device mesh.

@@ -85,15 +85,15 @@ def build(optim_config, total_steps: int) -> optax.GradientTransformation:
   """The optimizer of a stage.
 
   Args:
-    optim_config: ``config.optim``; also ``name`` (adam, adamw or sgd), ``momentum`` (sgd)
-      and ``weight_decay`` (decoupled: AdamW's own, and added to the update of adam and
-      sgd before the learning rate scales it).
+    optim_config: ``config.optim`` as `check` accepts it (`gsgen.validate` checks a run's at
+      its start); also ``name`` (adam, adamw or sgd), ``momentum`` (sgd) and
+      ``weight_decay`` (decoupled: AdamW's own, and added to the update of adam and sgd
+      before the learning rate scales it).
     total_steps: the stage's length (for the schedule).
 
   Returns:
     An optax transformation.
   """
-  check(optim_config)
   c = optim_config
   lr = schedule(c, total_steps)
   if c.name == "adamw":

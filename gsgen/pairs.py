@@ -95,18 +95,59 @@ def _choose(weights: np.ndarray, u: float) -> int:
   return int(_draw(np.cumsum(weights)[None, :], np.array([u]))[0])
 
 
+def check_options(spec: specs_lib.DatasetSpec, sampler: str, options: dict) -> None:
+  """Refuses sampler options the run cannot use on ``spec``, the grid it trains on.
+
+  The one check of ``k`` and ``transition_rate`` (`gsgen.validate` runs it at a run's start,
+  `PairSampler` when built): ``k`` changed factors need that many factors of more than one
+  value on the grid, which a reduced grid may lack.
+
+  Args:
+    spec: the grid trained on (`gsgen.split_data.SplitData.spec`).
+    sampler: one of `SAMPLERS`.
+    options: the options it reads (``k``: locatello; ``transition_rate``: laplace).
+
+  Raises:
+    ValueError: an unknown sampler or option, or an option out of range, naming the field
+      of ``config.learner_kwargs``.
+  """
+  if sampler not in SAMPLERS:
+    raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
+  unknown = set(options) - set(SAMPLERS[sampler])
+  if unknown:
+    raise ValueError(f"pair sampler {sampler!r} takes options {SAMPLERS[sampler]}, not "
+                     f"{sorted(unknown)}.")
+  if "k" in options:
+    k = options["k"]
+    active = int(np.count_nonzero(np.asarray(spec.sizes) > 1))
+    top = max(active - 1, 1)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= top:
+      raise ValueError(f"config.learner_kwargs.k must be an integer from 0 (drawn per pair) "
+                       f"to {top}; k = {k!r} changed factors out of range: {spec.name} on "
+                       f"grid {spec.sizes} has {active} factors of more than one value; "
+                       f"choose k in 1..{top}, or 0 to draw it.")
+  if "transition_rate" in options:
+    rate = options["transition_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) or not rate > 0:
+      raise ValueError(f"config.learner_kwargs.transition_rate must be positive (a number "
+                       f"> 0); got {rate!r}.")
+
+
 class PairSampler:
   """Second points (and negatives) inside the train records, by step."""
 
   def __init__(self, spec: specs_lib.DatasetSpec, train_factor_indices: np.ndarray,
-               kind: str, options: dict | None = None):
+               kind: str, options: dict | None = None, *, train_rows: np.ndarray | None = None):
     """Args:
       spec: the factor grid of the train records.
       train_factor_indices: ``[num_train, F]`` the train records; their set is the train
         mask (for published split files, exactly the files' train records).
       kind: ``locatello``, ``laplace`` or ``laplace_negative``.
       options: ``k`` (locatello: changes per pair, 0 for a uniform draw from 1 .. n - 1
-        with n the factors of more than one value) or ``transition_rate`` (laplace).
+        with n the factors of more than one value) or ``transition_rate`` (laplace); see
+        `check_options`.
+      train_rows: ``[num_images]`` each grid point's row in the train records, -1 outside,
+        when already at hand (`gsgen.split_data.SplitData.train_rows`); else computed here.
 
     Raises:
       ValueError: an unknown kind or option, or an option out of range.
@@ -115,10 +156,7 @@ class PairSampler:
       raise ValueError(f"unknown pair sampler {kind!r}; choose one of "
                        f"{', '.join(PAIR_SAMPLERS)}.")
     options = dict(options or {})
-    unknown = set(options) - set(SAMPLERS[kind])
-    if unknown:
-      raise ValueError(f"pair sampler {kind!r} takes options {SAMPLERS[kind]}, not "
-                       f"{sorted(unknown)}.")
+    check_options(spec, kind, options)
     self.spec, self.kind = spec, kind
     self.k = int(options.get("k", 0))
     self.rate = float(options.get("transition_rate", 1.0))
@@ -126,12 +164,6 @@ class PairSampler:
     # Locatello's factors: every factor of more than one value (on a full grid, all).
     self.changeable = np.flatnonzero(sizes > 1)
     active = len(self.changeable)
-    if not 0 <= self.k < max(active, 2):
-      raise ValueError(f"k = {self.k} changed factors out of range: {spec.name} on grid "
-                       f"{spec.sizes} has {active} factors of more than one value; choose "
-                       f"k in 1..{max(active - 1, 1)}, or 0 to draw it.")
-    if not self.rate > 0:
-      raise ValueError(f"transition_rate must be positive; got {self.rate}.")
     self._max_k = max(active - 1, 1)
     fixed = LAPLACE_FIXED.get(spec.name, ())
     self.moving = np.array([j for j, f in enumerate(spec.factors)
@@ -142,10 +174,11 @@ class PairSampler:
     self._tables = {j: laplace_table(spec.sizes[j], self.rate) for j in self.moving}
     self._cdfs = {j: _cumulative(t) for j, t in self._tables.items()}
     self._strides = np.asarray(spec.strides)
-    flat = spec.flat_index(np.asarray(train_factor_indices))
-    self.num_train = len(flat)
-    self._position = np.full(spec.num_images, -1, np.int64)
-    self._position[flat] = np.arange(len(flat))
+    self.num_train = len(train_factor_indices)
+    if train_rows is None:
+      train_rows = np.full(spec.num_images, -1, np.int64)
+      train_rows[spec.flat_index(np.asarray(train_factor_indices))] = np.arange(self.num_train)
+    self._position = train_rows
     self.train_mask = self._position >= 0
 
   # --- the reference transitions (unconditioned proposals) ---------------------------------

@@ -40,14 +40,17 @@ from gsgen import optim
 from gsgen import progress
 from gsgen import results as results_lib
 from gsgen import sharding
+from gsgen import split_data
 from gsgen import steps as steps_lib
 from gsgen import validate
 from gsgen import workdir as workdir_lib
+from gsgen.datasets import procedural
 from gsgen.learners import learner as learner_lib
 
 
 def create_state(config, stage: learner_lib.Stage, spec, mesh, rngs: nnx.Rngs,
-                 previous: nnx.Module | None = None, first_stage: bool = True):
+                 previous: nnx.Module | None = None, first_stage: bool = True,
+                 weights_file=None):
   """A stage's fresh model and optimizer, with what carries over from ``previous``.
 
   Args:
@@ -56,6 +59,8 @@ def create_state(config, stage: learner_lib.Stage, spec, mesh, rngs: nnx.Rngs,
     previous: the previous stage's trained model (None when resuming inside this stage,
       whose checkpoint then holds everything).
     first_stage: whether ``config.init_from`` applies (it loads the first stage's model).
+    weights_file: the identified ``config.init_from.weights`` (`gsgen.validate.config`
+      returns it), so the file's header is not read again.
 
   Returns:
     ``(graphdef, replicated state, init record)``; the record says what ``config.init_from``
@@ -64,7 +69,7 @@ def create_state(config, stage: learner_lib.Stage, spec, mesh, rngs: nnx.Rngs,
   model = stage.learner.build(config, spec, rngs)
   record = {}
   if first_stage:
-    record = init_lib.apply(model, config.init_from, config.model)
+    record = init_lib.apply(model, config.init_from, config.model, weights_file)
   elif previous is not None and stage.carry is not None:
     stage.carry(model, previous)
   optimizer = nnx.Optimizer(model, optim.build(stage.optim, stage.steps),
@@ -109,19 +114,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       different run or config (`gsgen.results.ConfigChangedError`).
     gsgen.workdir.RunLockedError: another live process holds the workdir.
   """
-  validate.config(config, jax.device_count())
+  # The run's data first: everything after checks against it and takes it, never the names.
+  source = split_data.make(config.dataset, config.split, config.data.source,
+                           data_dir=config.data.data_dir,
+                           grid_sizes=tuple(config.data.grid) or None)
+  weights_file = validate.config(config, jax.device_count(), source.spec)
   learner = learners.get(config.learner)
   stages = learners.stages(learner, config)
   if stages[-1].learner.predict is None:
     raise ValueError(f"the last stage ({stages[-1].name}) of learner {learner.name!r} does not "
                      f"predict factors; add a readout stage.")
-  source = input_pipeline.make_source(
-      config.dataset, config.split, config.data.source,
-      data_dir=config.data.data_dir or None, grid_sizes=tuple(config.data.grid) or None)
   primary = jax.process_index() == 0
   if not primary:
     with workdir_lib.stop_signals() as stop:
-      return _train_and_evaluate(config, workdir, stop_after_step, stages, source, [], stop)
+      return _train_and_evaluate(config, workdir, stop_after_step, stages, source, [], stop,
+                                 weights_file)
   with workdir_lib.lock(workdir), workdir_lib.stop_signals() as stop:
     validate.writable(workdir_lib.checkpoints(workdir))
     finished = results_lib.finished(workdir, config)
@@ -136,18 +143,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       raise ValueError(f"{workdir} holds a run of {held}, not {run_id}; use another workdir.")
     changes = results_lib.check_config(workdir, config, start, accept_config_changes)
     return _train_and_evaluate(config, workdir, stop_after_step, stages, source, changes,
-                               stop)
+                               stop, weights_file)
 
 
-def _train_and_evaluate(config, workdir, stop_after_step, stages, source, changes, stop):
+def _train_and_evaluate(config, workdir, stop_after_step, stages, source, changes, stop,
+                        weights_file):
   spec, run_id = source.spec, results_lib.identity(config, source)
   seeds = [config.seed + i for i in range(config.num_seeds)]
   stacked = len(seeds) > 1  # replicas with a leading seed axis, trained by one program
   mesh = sharding.make_mesh()
-  render = None
-  if source.renders_on_device:
-    from gsgen.datasets import procedural  # pylint: disable=g-import-not-at-top
-    render = procedural.renderer(spec)
+  render = procedural.renderer(spec) if source.renders_on_device else None
 
   ckpt = checkpoint_lib.Checkpointer(workdir_lib.checkpoints(workdir),
                                      config.train.checkpoint_every)
@@ -169,7 +174,7 @@ def _train_and_evaluate(config, workdir, stop_after_step, stages, source, change
       built = [create_state(config, stage, spec, mesh,
                             nnx.Rngs(s if k == 0 else jax.random.fold_in(keys[i], 1 << 20 | k)),
                             previous[i] if previous and start <= first else None,
-                            first_stage=k == 0)
+                            first_stage=k == 0, weights_file=weights_file)
                for i, s in enumerate(seeds)]
       graphdef = built[0][0]
       state = _stack([b[1] for b in built]) if stacked else built[0][1]
@@ -329,11 +334,9 @@ def _evaluate(config, source, predict, mesh) -> dict:
     rng = np.random.RandomState(config.seed)
     positions = np.sort(rng.choice(n, config.eval.max_examples, replace=False))
   benchmark_files = source.data.kind == "benchmark"
-  acc = evaluate.Accumulator(
-      source.spec, source.split, part="test",
-      membership="given" if benchmark_files else "rules",
-      train_mean=(source.spec.targets(source.train.factor_indices).astype(np.float64).mean(0)
-                  if benchmark_files else None))
+  acc = evaluate.Accumulator(source.spec, source.split, part="test",
+                             membership="given" if benchmark_files else "rules",
+                             train_mean=source.train_mean)
   result = evaluate.run(
       predict, lambda pos: input_pipeline.eval_batch(source, "test", pos, mesh),
       source.test.factor_indices, positions, config.eval.batch_size, acc,

@@ -4,6 +4,7 @@ Synopsis::
 
   from gsgen import validate
   validate.config(config, num_devices=jax.device_count())   # ValueError naming the field
+  validate.config(config, jax.device_count(), data.spec)     # against the grid trained on
 
 A run that fails after an hour of training, or on its second checkpoint, costs the user the
 hour; so every field is checked here, at start, and each message names the field and the fix.
@@ -16,6 +17,7 @@ import os
 from gsgen import learners
 from gsgen import models
 from gsgen import optim
+from gsgen import pairs
 from gsgen import specs as specs_lib
 from gsgen import splits as splits_lib
 from gsgen import weights
@@ -29,18 +31,27 @@ def _positive_int(value, field: str, allow_zero: bool = False) -> None:
     raise ValueError(f"config.{field} must be an integer >= {low}; got {value!r}.")
 
 
-def config(config, num_devices: int) -> None:
-  """Checks names, sizes, paths and the optimizer of a config.
+def config(config, num_devices: int,
+           spec: specs_lib.DatasetSpec | None = None) -> weights.Found | None:
+  """Checks names, sizes, paths, the learner's options and the optimizer of a config.
 
   Args:
     config: a config from `gsgen.configs`.
     num_devices: devices the batches are sharded over.
+    spec: the grid the run trains on (`gsgen.split_data.SplitData.spec`), which the learner's
+      options must fit; default ``config.dataset``'s full grid (a check before the run's data
+      is built).
+
+  Returns:
+    The weight file ``config.init_from.weights`` names, identified and checked against
+    ``config.model`` (`weights.check`), so that the run does not read it again; else None.
 
   Raises:
     ValueError: the first problem found, naming the field.
     FileNotFoundError: a file or folder the config names does not exist.
   """
-  specs_lib.get(config.dataset)
+  if spec is None:
+    spec = specs_lib.get(config.dataset)
   splits_lib.check_split(config.split)
   if config.model not in models.MODELS:
     raise ValueError(f"unknown model {config.model!r} (config.model); choose one of "
@@ -59,12 +70,14 @@ def config(config, num_devices: int) -> None:
     if config[section][name] % num_devices:
       raise ValueError(f"config.{field} ({config[section][name]}) must be a multiple of the "
                        f"number of devices ({num_devices}).")
-  _learner_options(config, learner)
+  _learner_options(config, learner, spec)
   _positive_int(config.readout.steps, "readout.steps", allow_zero=True)
   stages = learners.stages(learner, config)
   for stage in stages:
     _positive_int(stage.steps, f"steps of stage {stage.name}", allow_zero=True)
     optim.check(stage.optim)
+    pairs.check_options(spec, stage.learner.sampler,
+                        stage.learner.sampler_options(stage.options))
   if stages[-1].name == "readout" and not stages[-1].steps:
     raise ValueError(f"learner {learner.name!r} learns a representation that a readout "
                      f"trained for config.readout.steps turns into predictions; set "
@@ -79,9 +92,10 @@ def config(config, num_devices: int) -> None:
   if config.init_from.weights and not os.path.isfile(config.init_from.weights):
     raise FileNotFoundError(f"config.init_from.weights: {config.init_from.weights} not found; "
                             f"place the file there (nothing is downloaded).")
+  found = None
   if config.init_from.weights:
     try:
-      weights.check(config.init_from.weights, config.model)
+      found = weights.check(config.init_from.weights, config.model)
     except (ValueError, ImportError) as e:
       raise type(e)(f"config.init_from.weights: {e}") from None
   if "resolution" in config.model_kwargs:
@@ -89,9 +103,10 @@ def config(config, num_devices: int) -> None:
       preprocess.check_resolution(config.model_kwargs.resolution)
     except ValueError as e:
       raise ValueError(f"config.model_kwargs.{e}") from None
+  return found
 
 
-def _learner_options(config, learner) -> None:
+def _learner_options(config, learner, spec) -> None:
   """``config.learner_kwargs`` holds exactly the learner's options, each in range."""
   given, known = set(config.learner_kwargs.keys()), set(learner.options)
   if given != known:
@@ -100,7 +115,7 @@ def _learner_options(config, learner) -> None:
                      f"{sorted(known - given)}. Build the config with learner="
                      f"{learner.name} in the config argument.")
   if learner.check is not None:
-    learner.check(config.learner_kwargs, specs_lib.get(config.dataset))
+    learner.check(config.learner_kwargs, spec)
 
 
 def writable(folder: str) -> None:

@@ -266,17 +266,18 @@ def _expected_in_file(hwio: tuple[int, ...]) -> tuple[int, ...]:
   return (hwio[3], hwio[2], hwio[0], hwio[1]) if len(hwio) == 4 else hwio
 
 
-def load(path: str, model: str) -> dict[str, np.ndarray]:
+def load(path: str, model: str, found: Found | None = None) -> dict[str, np.ndarray]:
   """The tensors of a weight file that fits ``model`` (`check`), in gsgen's layout.
 
   Args:
     path: the weight file.
     model: a gsgen model name of `MODELS`.
+    found: `identify`'s result, if already at hand.
 
   Returns:
     Slash-joined variable path (``stages/0/0/conv_a/kernel``) -> float32 array.
   """
-  found = check(path, model)
+  found = check(path, model, found)
   names = found.scheme.maps[model]()
   wanted = {found.renamed[n]: n for n in names}
   tensors = weight_files.read_tensors(path, found.format, list(wanted))

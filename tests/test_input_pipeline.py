@@ -7,6 +7,7 @@ import pytest
 from gsgen import evaluate
 from gsgen import input_pipeline
 from gsgen import sharding
+from gsgen import split_data
 from gsgen import splits
 
 GRID = (3, 2, 10, 9, 9)  # a reduced dSprites grid (4,860 points) where every split trains
@@ -37,7 +38,7 @@ def test_order_is_a_pure_function_of_the_step():
 
 @pytest.mark.parametrize("split", splits.SPLITS)
 def test_no_test_point_reaches_a_training_batch(split, mesh):
-  source = input_pipeline.make_source("dsprites", split, grid_sizes=GRID)
+  source = split_data.make("dsprites", split, grid_sizes=GRID)
   batches = input_pipeline.TrainBatches(source, 64, seed=0, mesh=mesh)
   steps = 2 * len(source.train) // 64 + 3  # more than two epochs
   seen = []
@@ -52,14 +53,14 @@ def test_no_test_point_reaches_a_training_batch(split, mesh):
 
 
 def test_batch_size_must_split_over_devices(mesh):
-  source = input_pipeline.make_source("dsprites", "random", grid_sizes=GRID)
+  source = split_data.make("dsprites", "random", grid_sizes=GRID)
   with pytest.raises(ValueError, match="multiple of the number of devices"):
     input_pipeline.TrainBatches(source, 60, seed=0, mesh=mesh)
 
 
 def test_eval_batches_cover_the_part_once_with_a_padded_mask(mesh):
   """evaluate.run pads the last batch and masks it; eval_batch reads exactly the positions."""
-  source = input_pipeline.make_source("dsprites", "interpolation", grid_sizes=GRID)
+  source = split_data.make("dsprites", "interpolation", grid_sizes=GRID)
   seen, shapes = [], set()
 
   class Recorder:
@@ -82,7 +83,7 @@ def test_eval_batches_cover_the_part_once_with_a_padded_mask(mesh):
 
 
 def test_eval_batch_of_chosen_records(mesh):
-  source = input_pipeline.make_source("dsprites", "random", grid_sizes=GRID)
+  source = split_data.make("dsprites", "random", grid_sizes=GRID)
   pick = np.array([0, 5, 7, 7, 0, 5, 7, 9])
   batch = input_pipeline.eval_batch(source, "test", pick, mesh)
   assert len(batch["factor_indices"].sharding.device_set) == 8
@@ -92,12 +93,12 @@ def test_eval_batch_of_chosen_records(mesh):
 
 def test_benchmark_source_must_match_the_split():
   with pytest.raises(ValueError, match="published extrapolation split"):
-    input_pipeline.make_source("dsprites", "random", "benchmark_extrapolation",
+    split_data.make("dsprites", "random", "benchmark_extrapolation",
                                data_dir="/nonexistent")
 
 
 def test_procedural_source_names_its_data():
-  source = input_pipeline.make_source("shapes3d", "composition", grid_sizes=(2, 2, 2, 2, 4, 2))
+  source = split_data.make("shapes3d", "composition", grid_sizes=(2, 2, 2, 2, 4, 2))
   assert source.renders_on_device and source.data_source == "procedural"
   assert len(source.train) + len(source.test) == source.spec.num_images
 
@@ -106,7 +107,7 @@ def test_prepared_source_reads_train_images_from_disk(tmp_path, mesh):
   from gsgen.datasets import prepare
   from gsgen.datasets import procedural
   prepare.prepare("dsprites", "procedural", tmp_path, grid_sizes=GRID)
-  source = input_pipeline.make_source("dsprites", "extrapolation", "procedural:stored",
+  source = split_data.make("dsprites", "extrapolation", "procedural:stored",
                                       data_dir=tmp_path)
   assert not source.renders_on_device and source.data_source == "procedural"
   batches = input_pipeline.TrainBatches(source, 64, seed=0, mesh=mesh)
@@ -119,7 +120,7 @@ def test_prepared_source_reads_train_images_from_disk(tmp_path, mesh):
         procedural.render_numpy(source.spec, factor_indices=idx))
   # The same batches as rendering on the fly would train on.
   live = input_pipeline.TrainBatches(
-      input_pipeline.make_source("dsprites", "extrapolation", grid_sizes=GRID), 64, 0, mesh)
+      split_data.make("dsprites", "extrapolation", grid_sizes=GRID), 64, 0, mesh)
   np.testing.assert_array_equal(np.asarray(live.get(7)["factor_indices"]), idx)
 
 
@@ -141,7 +142,7 @@ def test_benchmark_source_reads_the_files_and_counts_disagreements(tmp_path, mes
     np.savez(official_dir / f"shapes3d_interpolation_{part}_labels.npz", grid.factor_indices(flat))
   prepare.prepare("shapes3d", "benchmark_interpolation", tmp_path / "tfds", official_dir,
                   grid_sizes=grid.sizes)
-  source = input_pipeline.make_source("shapes3d", "interpolation", "benchmark_interpolation",
+  source = split_data.make("shapes3d", "interpolation", "benchmark_interpolation",
                                       data_dir=tmp_path / "tfds")
   assert source.disagreeing_records == 3 and source.spec.sizes == grid.sizes
   assert source.data_source == "official" and not source.renders_on_device
@@ -160,7 +161,7 @@ def test_benchmark_source_reads_the_files_and_counts_disagreements(tmp_path, mes
 
 
 def test_grid_sources_have_no_disagreements():
-  source = input_pipeline.make_source("dsprites", "composition", grid_sizes=GRID)
+  source = split_data.make("dsprites", "composition", grid_sizes=GRID)
   assert source.disagreeing_records == 0 and source.data.name == "procedural"
   assert not splits.is_test(source.train.factor_indices, source.spec, "composition").any()
   assert splits.is_test(source.test.factor_indices, source.spec, "composition").all()

@@ -10,6 +10,7 @@ from gsgen import learners
 from gsgen import models
 from gsgen import optim
 from gsgen import sharding
+from gsgen import split_data
 from gsgen import steps
 from gsgen import train
 from gsgen.configs import benchmark
@@ -84,7 +85,7 @@ def test_frozen_parameters_stay_bitwise_while_the_head_trains():
   config.optim.trainable = "^head/"
   config.optim.learning_rate = 1e-2
   stage = learners.Stage("train", regression.LEARNER, 10, config.optim)
-  source = input_pipeline.make_source("dsprites", "random", grid_sizes=tuple(config.data.grid))
+  source = split_data.make("dsprites", "random", grid_sizes=tuple(config.data.grid))
   from gsgen.datasets import procedural
   mesh = sharding.make_mesh()
   graphdef, state, _ = train.create_state(config, stage, source.spec, mesh, nnx.Rngs(0))
@@ -123,7 +124,7 @@ def test_a_frozen_batch_norm_keeps_its_statistics(trainable, frozen_moves, monke
   config = benchmark.get_config("dataset=dsprites,split=random,model=norm_net,preset=smoke")
   config.optim.trainable = trainable
   stage = learners.Stage("train", regression.LEARNER, 3, config.optim)
-  source = input_pipeline.make_source("dsprites", "random", grid_sizes=tuple(config.data.grid))
+  source = split_data.make("dsprites", "random", grid_sizes=tuple(config.data.grid))
   from gsgen.datasets import procedural
   mesh = sharding.make_mesh()
   graphdef, state, _ = train.create_state(config, stage, source.spec, mesh, nnx.Rngs(0))

@@ -20,6 +20,7 @@ from gsgen import input_pipeline
 from gsgen import pairs
 from gsgen import sharding
 from gsgen import specs
+from gsgen import split_data
 from gsgen import splits
 
 N = 100_000
@@ -218,7 +219,7 @@ def mesh():
 
 @pytest.mark.parametrize("sampler", pairs.PAIR_SAMPLERS)
 def test_pair_batches_start_from_the_epoch_order_and_resume_exactly(sampler, mesh):
-  source = input_pipeline.make_source("dsprites", "interpolation", grid_sizes=GRID)
+  source = split_data.make("dsprites", "interpolation", grid_sizes=GRID)
   batches = input_pipeline.TrainBatches(source, 64, seed=0, mesh=mesh, sampler=sampler)
   width = pairs.images_per_example(sampler)
   assert batches.images_per_step == 64 * width
@@ -269,7 +270,7 @@ def test_stored_pairs_stay_in_the_files_train_records_and_read_both_images(tmp_p
              grid.factor_indices(flat))
   prepare.prepare("shapes3d", "benchmark_extrapolation", tmp_path / "tfds", official_dir,
                   grid_sizes=grid.sizes)
-  source = input_pipeline.make_source("shapes3d", "extrapolation", "benchmark_extrapolation",
+  source = split_data.make("shapes3d", "extrapolation", "benchmark_extrapolation",
                                       data_dir=tmp_path / "tfds")
   for sampler in pairs.PAIR_SAMPLERS:
     batches = input_pipeline.TrainBatches(source, 16, seed=0, mesh=mesh, sampler=sampler)

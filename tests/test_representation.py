@@ -19,6 +19,7 @@ from gsgen import checkpoint
 from gsgen import learners
 from gsgen import models
 from gsgen import runs
+from gsgen import split_data
 from gsgen import train
 from gsgen import validate
 from gsgen.configs import benchmark
@@ -95,7 +96,7 @@ def test_pcl_steps_clamp_its_coefficient_and_move_its_batch_statistics():
   from gsgen.learners import pcl
   config = get_config("dataset=dsprites,split=random,learner=pcl,preset=smoke")
   stage = learners.stages(pcl.LEARNER, config)[0]
-  source = input_pipeline.make_source("dsprites", "random", grid_sizes=tuple(config.data.grid))
+  source = split_data.make("dsprites", "random", grid_sizes=tuple(config.data.grid))
   mesh = sharding.make_mesh()
   graphdef, state, _ = train.create_state(config, stage, source.spec, mesh, nnx.Rngs(0))
   model, optimizer = nnx.merge(graphdef, state)

@@ -12,6 +12,7 @@ from gsgen import checkpoint
 from gsgen import input_pipeline
 from gsgen import learners
 from gsgen import sharding
+from gsgen import split_data
 from gsgen import steps
 from gsgen import train
 from gsgen.configs import benchmark
@@ -76,7 +77,7 @@ def test_the_vmapped_step_of_accelerators_equals_separate_steps(monkeypatch):
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
   config = get_config()
   stage = learners.Stage("train", regression.LEARNER, 2, config.optim)
-  source = input_pipeline.make_source("dsprites", "random", grid_sizes=tuple(config.data.grid))
+  source = split_data.make("dsprites", "random", grid_sizes=tuple(config.data.grid))
   from gsgen.datasets import procedural
   render = procedural.renderer(source.spec)
   mesh = sharding.make_mesh()

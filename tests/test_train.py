@@ -14,6 +14,7 @@ from gsgen import learners
 from gsgen import models
 from gsgen import results as results_lib
 from gsgen import sharding
+from gsgen import split_data
 from gsgen import steps
 from gsgen import train
 from gsgen.configs import benchmark
@@ -63,7 +64,7 @@ def test_sharded_step_equals_single_device_step(model, monkeypatch):
     # Plain SGD: Adam's first step is about lr * sign(gradient), which turns summation-order
     # noise in one of this network's near-zero gradients into a full step of difference.
     config.optim.name = "sgd"
-  source = input_pipeline.make_source("dsprites", "random", grid_sizes=tuple(config.data.grid))
+  source = split_data.make("dsprites", "random", grid_sizes=tuple(config.data.grid))
   from gsgen.datasets import procedural
   render = procedural.renderer(source.spec)
   stage = learners.Stage("train", regression.LEARNER, 1, config.optim)

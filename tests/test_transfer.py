@@ -71,6 +71,23 @@ def test_weights_fill_the_backbone_and_the_head_starts_at_zero(bit_file):
   assert "norm/scale" not in loaded and "root/kernel" in loaded
 
 
+def test_a_runs_weight_file_is_identified_once(bit_file, monkeypatch):
+  """validate.config identifies and checks the file; every seed's model loads it from that."""
+  path, _ = bit_file
+  config = benchmark.get_config("dataset=mpi3d,model=bit_resnet50,preset=transfer")
+  config.init_from.weights = path
+  read = []
+  identify = weights.identify
+  monkeypatch.setattr(weights, "identify", lambda p: read.append(p) or identify(p))
+  found = validate.config(config, num_devices=8)
+  assert found.model == "bit_resnet50"
+  for _ in range(2):  # two seeds' models
+    model = nnx.eval_shape(lambda: models.create("bit_resnet50", 7, in_channels=3,
+                                                 rngs=nnx.Rngs(0)))
+    assert init.apply(model, config.init_from, "bit_resnet50", found)["format"] == "npz"
+  assert read == [path]
+
+
 def test_transfer_preset_follows_the_recipe():
   config = benchmark.get_config("dataset=mpi3d,model=bit_resnet101,preset=transfer")
   assert config.init_from.weights == "data/weights/BiT-M-R101x1.npz"

@@ -8,5 +8,4 @@
 def load(name, source="procedural", data_dir=None, part="train"):
   """Opens a prepared dataset as `gsgen.datasets.records.Records`; see `loader.load`."""
   from gsgen.datasets import loader  # pylint: disable=g-import-not-at-top
-  kwargs = {} if data_dir is None else {"data_dir": data_dir}
-  return loader.load(name, source=source, part=part, **kwargs)
+  return loader.load(name, source=source, data_dir=data_dir, part=part)

@@ -82,14 +82,14 @@ def _read_rows(folder: str, part: str, indices: list[int]) -> list[dict]:
 
 
 def load(name, source: str | sources.DataSource = "procedural",
-         data_dir=sources.DEFAULT_DATA_DIR, part: str = "train") -> records_lib.Records:
+         data_dir=None, part: str = "train") -> records_lib.Records:
   """Opens a prepared dataset for random access.
 
   Args:
-    name: dsprites, shapes3d or mpi3d.
+    name: dsprites, shapes3d or mpi3d (or its full `specs.DatasetSpec`).
     source: a source string or `sources.DataSource`; ``procedural`` and
       ``procedural:stored`` both mean the prepared procedural data.
-    data_dir: where it was prepared.
+    data_dir: where it was prepared (default `sources.data_dir`).
     part: ``train`` or, for benchmark sources, ``test``.
 
   Returns:
@@ -101,7 +101,8 @@ def load(name, source: str | sources.DataSource = "procedural",
     ValueError: unknown name, source or part, or prepared files that do not match the grid.
   """
   spec = specs_lib.get(name)
-  data = dataclasses.replace(sources.parse(spec.name, source), stored=True)
+  data_dir = sources.data_dir(data_dir)
+  data = dataclasses.replace(sources.parse(spec, source), stored=True)
   if part not in data.parts:
     raise ValueError(f"{spec.name}/{data.config} has parts {', '.join(data.parts)}; "
                      f"got {part!r}.")

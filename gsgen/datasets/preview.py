@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 from gsgen import specs as specs_lib
+from gsgen.datasets import images as images_lib
 from gsgen.datasets import sources
 
 
@@ -66,19 +67,9 @@ def write_preview(dataset: str, out: str, source: str = "procedural", data_dir=N
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   spec = specs_lib.get(dataset)
-  data = sources.parse(spec.name, source)
+  data = sources.parse(spec, source)
   idx = traversal_indices(spec, columns)
-  flat_idx = idx.reshape(-1, spec.num_factors)
-  if not data.stored:
-    from gsgen.datasets import procedural  # pylint: disable=g-import-not-at-top
-    images = procedural.render_numpy(spec, factor_indices=flat_idx, batch_size=len(flat_idx))
-  elif data.kind == "benchmark":
-    raise ValueError(f"{data.name} holds split files in file order, not the grid; preview "
-                     f"the official source instead.")
-  else:
-    from gsgen import datasets  # pylint: disable=g-import-not-at-top
-    recs = datasets.load(spec.name, source=data, data_dir=data_dir)
-    images = recs.images[recs.spec.flat_index(flat_idx)]
+  images = images_lib.of_points(spec, data, idx.reshape(-1, spec.num_factors), data_dir)
   images = images.reshape(idx.shape[:2] + images.shape[1:])
   canvas = traversal_image(spec, images)
   fig, ax = plt.subplots(figsize=(canvas.shape[1] / 60 + 1.6, canvas.shape[0] / 60 + 0.5),

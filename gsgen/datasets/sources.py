@@ -13,6 +13,7 @@ Synopsis::
   data.data_source                     # 'official': what every result names
   sources.parse("dsprites", "procedural:stored").stored       # True: read from disk
   sources.parse("shapes3d", "benchmark_composition").benchmark_split   # 'composition'
+  sources.data_dir("")                 # 'data/tfds': where prepared datasets are by default
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ BENCHMARK_PREFIX = "benchmark_"
 STORED_SUFFIX = ":stored"
 MPI3D_VARIANTS = ("toy", "realistic", "real")
 KINDS = ("procedural", "official", "benchmark")
+_BUILDER_PREFIX = "gsgen_"  # + a dataset's name: TFDS has its own ``dsprites``
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,11 +71,11 @@ class DataSource:
   @property
   def tfds_name(self) -> str:
     """The ``name/config`` string that ``tfds.data_source`` reads."""
-    return f"{builder_name(self.dataset)}/{self.config}"
+    return f"{_BUILDER_PREFIX}{self.dataset}/{self.config}"
 
   def folder(self, data_dir) -> pathlib.Path:
     """The folder of its prepared copy under ``data_dir`` (versions below it)."""
-    return pathlib.Path(data_dir) / builder_name(self.dataset) / self.config
+    return pathlib.Path(data_dir) / f"{_BUILDER_PREFIX}{self.dataset}" / self.config
 
   def prepare_command(self, data_dir, grid_sizes=None) -> str:
     """The shell command that prepares it under ``data_dir``."""
@@ -82,9 +84,15 @@ class DataSource:
             f"{self.config} --data_dir {data_dir}{grid}")
 
 
+def data_dir(path=None) -> str:
+  """The folder of prepared datasets: ``path``, or `DEFAULT_DATA_DIR` when None or empty (as
+  ``config.data.data_dir`` leaves it). Every reader resolves the default here."""
+  return os.fspath(path) if path else DEFAULT_DATA_DIR
+
+
 def builder_name(dataset) -> str:
   """The TFDS builder name, ``gsgen_<dataset>`` (TFDS has its own ``dsprites``)."""
-  return f"gsgen_{specs_lib.get(dataset).name}"
+  return f"{_BUILDER_PREFIX}{specs_lib.get(dataset).name}"
 
 
 def configs(dataset) -> tuple[str, ...]:
@@ -116,7 +124,8 @@ def parse(dataset, text: str | DataSource) -> DataSource:
     ValueError: unknown string, or a `DataSource` of another dataset; the message lists
       the valid strings.
   """
-  name = specs_lib.get(dataset).name
+  spec = specs_lib.get(dataset)
+  name = spec.name
   if isinstance(text, DataSource):
     if text.dataset != name:
       raise ValueError(f"data source {text.name!r} is of {text.dataset}, not {name}.")
@@ -124,8 +133,8 @@ def parse(dataset, text: str | DataSource) -> DataSource:
   if text == "procedural" + STORED_SUFFIX:
     return DataSource(name, "procedural", "procedural", stored=True)
   config = "real" if name == "mpi3d" and text == "official" else text
-  if config not in configs(name):
-    valid = ", ".join(configs(name)) + f" or procedural{STORED_SUFFIX}"
+  if config not in configs(spec):
+    valid = ", ".join(configs(spec)) + f" or procedural{STORED_SUFFIX}"
     raise ValueError(f"unknown source {text!r} for {name}; choose one of {valid}"
                      + (" (official = real)." if name == "mpi3d" else "."))
   if config == "procedural":

@@ -41,7 +41,7 @@ LossFn = Callable[..., tuple[jax.Array, dict]]
 BuildFn = Callable[[ml_collections.ConfigDict, specs_lib.DatasetSpec, nnx.Rngs], nnx.Module]
 # (model, float images [B, H, W, C]) -> normalised targets [B, num_factors]
 PredictFn = Callable[[nnx.Module, jax.Array], jax.Array]
-# (final model, input_pipeline.Source, workdir, config) -> {name: file written in workdir}
+# (final model, split_data.SplitData, workdir, config) -> {name: file written in workdir}
 OnEndFn = Callable[[nnx.Module, Any, str, ml_collections.ConfigDict], dict]
 # (config.learner_kwargs, spec) -> None; raises ValueError naming the bad option
 CheckFn = Callable[[ml_collections.ConfigDict, specs_lib.DatasetSpec], None]

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from gsgen.datasets import images as images_lib
 from gsgen.learners import vae
 from gsgen.models import latent
 
@@ -38,10 +39,7 @@ def test_images(source, count: int, seed: int) -> np.ndarray:
   """``count`` test images (a seeded choice, in test-record order) as uint8 ``[n, H, W, C]``."""
   n = len(source.test)
   pos = np.sort(np.random.RandomState(seed).choice(n, min(count, n), replace=False))
-  if source.test.images is not None:
-    return source.test.images[pos]
-  from gsgen.datasets import procedural  # pylint: disable=g-import-not-at-top
-  return procedural.render_numpy(source.spec, factor_indices=source.test.factor_indices[pos])
+  return images_lib.of_records(source.test, pos)
 
 
 def _jitted(model: nnx.Module, method):
@@ -103,7 +101,7 @@ def write(model: latent.VAE, source, workdir: str, config) -> dict[str, str]:
 
   Args:
     model: the trained VAE.
-    source: the run's `gsgen.input_pipeline.Source` (its test records are drawn).
+    source: the run's `gsgen.split_data.SplitData` (its test records are drawn).
     workdir: the run's folder.
     config: the run's config (the seed chooses the images; names go into the titles).
 

@@ -30,16 +30,14 @@ from gsgen import models
 from gsgen.models import latent
 from gsgen.models import torch_init
 
-# Options of the representation learners and the range each must lie in (docs/learners.md).
+# Options of the representation learners and the range each must lie in (docs/learners.md);
+# the pair samplers' own (k, transition_rate) are checked by `gsgen.pairs.check_options`.
 RANGES = {
-    "z": ("an integer >= 1", lambda v, n: isinstance(v, int) and v >= 1),
-    "beta": ("a number >= 0", lambda v, n: v >= 0),
-    "gamma": ("a number >= 0", lambda v, n: v >= 0),
-    "rate_prior": ("a number > 0", lambda v, n: v > 0),
-    "transition_rate": ("a number > 0", lambda v, n: v > 0),
-    "kl_warmup": ("an integer >= 0", lambda v, n: isinstance(v, int) and v >= 0),
-    "k": ("an integer from 0 (drawn per pair) to the number of factors - 1",
-          lambda v, n: isinstance(v, int) and 0 <= v <= n - 1),
+    "z": ("an integer >= 1", lambda v: isinstance(v, int) and v >= 1),
+    "beta": ("a number >= 0", lambda v: v >= 0),
+    "gamma": ("a number >= 0", lambda v: v >= 0),
+    "rate_prior": ("a number > 0", lambda v: v > 0),
+    "kl_warmup": ("an integer >= 0", lambda v: isinstance(v, int) and v >= 0),
 }
 
 
@@ -49,8 +47,7 @@ def check(options, spec) -> None:
     if name not in RANGES:
       continue
     what, ok = RANGES[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(
-        value, spec.num_factors):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
       raise ValueError(f"config.learner_kwargs.{name} must be {what} ({spec.name} has "
                        f"{spec.num_factors} factors); got {value!r}.")
 

@@ -26,6 +26,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from gsgen import results as results_lib  # pylint: disable=wrong-import-position
 from gsgen import specs as specs_lib  # pylint: disable=wrong-import-position
 from gsgen import splits as splits_lib  # pylint: disable=wrong-import-position
+from gsgen.datasets import images as images_lib  # pylint: disable=wrong-import-position
 from gsgen.study import table  # pylint: disable=wrong-import-position
 
 SPLIT_ORDER = ("random", "composition", "interpolation", "extrapolation")
@@ -168,7 +169,7 @@ def predictions_figure(workdir: str, rows, dataset: str, path: str) -> str | Non
   base = [min(f.size - 1, (f.size - len(marked.get(f.name, ()))) // 2) for f in spec.factors]
   idx = np.tile(np.asarray(base, np.int64), (spec.factors[j].size, 1))
   idx[:, j] = np.arange(spec.factors[j].size)
-  images = _images(spec, idx, best["source"], run.config)
+  images = images_lib.of_points(spec, best["source"], idx, run.config.data.data_dir)
   predictions = run.predict(images)[:, j]
   truth = spec.targets(idx)[:, j]
   fig, ax = plt.subplots(figsize=(4.5, 3.4), dpi=_DPI)
@@ -182,15 +183,6 @@ def predictions_figure(workdir: str, rows, dataset: str, path: str) -> str | Non
   ax.set_title(f"{dataset} ({best['data_source']}), extrapolation")
   ax.legend(fontsize=7)
   return _save(fig, path)
-
-
-def _images(spec, idx, source, config):
-  if source == "procedural" or source.startswith("procedural"):
-    from gsgen.datasets import procedural  # pylint: disable=g-import-not-at-top
-    return procedural.render_numpy(spec, factor_indices=idx, batch_size=64)
-  from gsgen import datasets  # pylint: disable=g-import-not-at-top
-  records = datasets.load(spec.name, source, data_dir=config.data.data_dir or "data/tfds")
-  return records.images[spec.flat_index(idx)]
 
 
 def draw_all(rows, workdir: str) -> list[str]:
