@@ -36,6 +36,7 @@ from gsgen import input_pipeline
 from gsgen import learners
 from gsgen import sharding
 from gsgen import specs
+from gsgen import split_data
 from gsgen import steps as steps_lib
 from gsgen import train
 from gsgen import xla
@@ -50,7 +51,7 @@ def build(model: str, source, batch_size: int = 64, learner: str = "regression",
 
   Args:
     model: a model name of `gsgen.models`.
-    source: from `gsgen.input_pipeline.make_source`.
+    source: a `gsgen.split_data.SplitData` (`make_source`).
     batch_size: examples per step (pairs, for a pair learner).
     learner: a learner name.
     preset: gives the optimizer and the model's resolution (its weight file is not loaded: the
@@ -133,8 +134,7 @@ def make_source(dataset: str, name: str, data_dir: str, official_dir: str = "dat
     from gsgen.datasets import prepare  # pylint: disable=g-import-not-at-top
     sizes = tuple(int(s) for s in grid.split(",")) if grid else None
     prepare.prepare(dataset, data, data_dir, official_dir, grid_sizes=sizes)
-  return input_pipeline.make_source(dataset, data.benchmark_split or "random", data,
-                                    data_dir=data_dir)
+  return split_data.make(dataset, data.benchmark_split or "random", data, data_dir=data_dir)
 
 
 def main():

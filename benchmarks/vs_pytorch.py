@@ -182,14 +182,14 @@ def _gsgen_worker(kind: str, opts: dict):
 
   import jax  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
-  from gsgen import evaluate, init, input_pipeline, learners, sharding, splits  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from gsgen import evaluate, init, input_pipeline, learners, sharding, split_data, splits  # pylint: disable=g-import-not-at-top,g-multiple-import
   from gsgen import steps as steps_lib  # pylint: disable=g-import-not-at-top
   from gsgen import train as train_lib  # pylint: disable=g-import-not-at-top
   from gsgen.configs import benchmark  # pylint: disable=g-import-not-at-top
   from gsgen.datasets import procedural  # pylint: disable=g-import-not-at-top
   config = benchmark.get_config(f"dataset={DATASET},split={SPLIT},model=cnn,preset=paper")
   stage = learners.stages(learners.get("regression"), config)[0]
-  source = input_pipeline.make_source(DATASET, SPLIT, "procedural")
+  source = split_data.make(DATASET, SPLIT, "procedural")
   mesh = sharding.make_mesh()
   graphdef, state, _ = train_lib.create_state(config, stage, source.spec, mesh, nnx.Rngs(0))
   held = nnx.merge(graphdef, state)  # (model, optimizer)

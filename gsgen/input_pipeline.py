@@ -36,11 +36,6 @@ from gsgen import pairs
 from gsgen import sharding
 from gsgen import split_data
 
-# Kept for benchmarks/ and user code written before `gsgen.split_data` owned them.
-Source = split_data.SplitData
-make_source = split_data.make
-
-
 # The current epoch's permutation (two while a batch straddles epochs): recomputing a
 # permutation of ~10^6 records every step would dominate a small model's step.
 _EPOCHS: dict[tuple[int, int, int], np.ndarray] = {}

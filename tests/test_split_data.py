@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from gsgen import data
 from gsgen import pairs
 from gsgen import specs
 from gsgen import split_data
@@ -114,10 +113,6 @@ def test_dataloader_workers_forked_after_jax_started_yield_the_single_process_ba
   for (x0, y0), (x1, y1) in zip(single, forked):
     np.testing.assert_array_equal(x0, x1)
     np.testing.assert_array_equal(y0, y1)
-
-
-def test_the_former_entry_point_is_the_same_function():
-  assert data.split_data is split_data.parts and data.SplitPart is split_data.SplitPart
 
 
 def test_train_rows_and_train_mean_are_those_of_the_train_records():
