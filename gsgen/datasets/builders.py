@@ -1,12 +1,9 @@
 """TFDS builders of the three datasets, written as array_record without TensorFlow.
 
-Preparing once and reading records by index is what lets official data (and procedural data
-read from disk) train at the speed of the disk, from any process, with or without gsgen; this
-module only writes, `gsgen.datasets.loader` only reads. Builders are named ``gsgen_<dataset>``
-(TFDS has its own ``dsprites``), one config per data source (`sources.configs`); grid configs
-hold the whole grid in one part, ``train``, record i being flat grid index i; benchmark
-configs keep the published files' train and test parts in file order. Features, configs and
-the TFDS traps avoided are in docs/datasets.md.
+Contract: builders are named ``gsgen_<dataset>``, one config per data source
+(`sources.configs`); a grid config holds the whole grid in its ``train`` part, record i being
+flat grid index i; a benchmark config keeps the published files' parts in file order. This
+module only writes; `gsgen.datasets.loader` reads (docs/datasets.md, "Prepared data").
 
 Synopsis::
 

@@ -5,14 +5,9 @@ Synopsis::
   from gsgen.datasets import fork_safe
   rows = fork_safe.call(read_rows, folder, part, indices)  # any module-level function
 
-JAX is multithreaded, and so are array_record's readers: a process forked after either
-started (PyTorch's DataLoader workers on Linux fork the process that called ``train[0]``)
-inherits their state but not their threads, and hangs or crashes at its first use of them.
-So a forked process never touches them: `call` sends the function and its arguments to a
-helper process of its own, started by fork+exec (`subprocess`, which a daemonic worker may
-start, unlike `multiprocessing`), where everything starts afresh, and gets the numpy result
-back over a pipe. Any other process calls the function in place. The helper ends when its
-parent does (its stdin closes).
+Contract: in a process forked after JAX or array_record started, `call` runs the function in a
+helper process of its own (fork+exec) and returns its numpy result; elsewhere it calls the
+function in place. Why a fork needs this: docs/datasets.md, "Forked workers".
 """
 
 from __future__ import annotations

@@ -7,11 +7,10 @@ Synopsis::
   images.of_points(spec, "official", idx, data_dir="data/tfds")  # read from the prepared copy
   images.of_records(split.test, positions)                       # rows of records, either way
 
-A source that is not stored is rendered by the jitted renderer in power-of-two chunks of at
-most 512 (a few compiled programs per process); a stored one is read from the dataset prepared
-under ``data_dir`` (default `sources.data_dir`). Both work in a forked DataLoader worker
-(`fork_safe`). Benchmark split files keep the published file order, so points cannot be looked
-up there: `of_points` refuses them, `of_records` reads their records by position.
+Contract: a source that is not stored is rendered, a stored one is read from the dataset
+prepared under ``data_dir`` (default `sources.data_dir`), in any process (`fork_safe`). A
+benchmark split file keeps the published order, so `of_points` refuses it and `of_records`
+reads it by position (docs/datasets.md, "Images of grid points").
 """
 
 from __future__ import annotations

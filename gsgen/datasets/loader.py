@@ -1,11 +1,10 @@
 """Random access to a prepared dataset: `records.Records` read from TFDS array_record files.
 
-The reader needs only the prepared files (through ``tfds.data_source``, no TensorFlow), not
-the builders or the renderers, so reading never pulls in the code that writes. Grid sources
-(procedural, official, MPI3D variants) hold record i = flat grid index i; benchmark sources
-keep the published files' order, and ``factor_indices`` says which grid point each record is.
-A damaged file is refused with a `PreparedDataError` that names the dataset, the source, the
-folder and the command that prepares it again.
+Contract: reading needs only the prepared files (``tfds.data_source``, no TensorFlow), never
+the builders or the renderers. A grid source holds record i = flat grid index i; a benchmark
+source keeps the files' order, its ``factor_indices`` naming each record's grid point. A
+damaged file raises `PreparedDataError` with the command that prepares it again
+(docs/datasets.md, "Prepared data").
 
 Synopsis::
 

@@ -1,10 +1,9 @@
 """Validated access to the members of an npz (zip) file without loading them whole.
 
-``np.load`` cannot memory-map an npz member and decompresses a compressed one whole; the
-official MPI3D members are 12.7 GB. This module reads a member's .npy header, memory-maps a
-stored member at its data offset (found from the zip local header, whose zip64 extra field can
-differ from the central directory's), streams a compressed one in blocks, and refuses
-truncated, pickled or wrong-shaped members with an `OfficialFileError` naming the file.
+Contract: `header` reads a member's .npy header, `memmap` maps a stored member in place, a
+compressed one is streamed in blocks; a truncated, pickled or wrong-shaped member raises
+`OfficialFileError` naming the file. Why ``np.load`` will not do: docs/datasets.md, "The
+official files".
 
 Synopsis::
 

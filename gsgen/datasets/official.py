@@ -1,10 +1,9 @@
 """Readers of the official dataset files, validated and memory-mapped where possible.
 
-The benchmark's numbers are only comparable if a run reads exactly the published data, so each
-reader checks a file against its grid (shape, dtype, labels in grid order, pixel values) and
-refuses anything else with an `OfficialFileError` naming the file, what was expected and what
-was found; images stay on disk behind a lazy `records.ImageView` in our convention (uint8
-``[n, 64, 64, C]``, dSprites pixels 0 or 255). The file formats are in docs/datasets.md.
+Contract: each reader checks a file against its grid (shape, dtype, labels in grid order,
+pixel values) and raises `OfficialFileError` naming the file, what was expected and what was
+found; images stay on disk behind a lazy `records.ImageView`, uint8 ``[n, 64, 64, C]``,
+dSprites pixels 0 or 255. File formats: docs/datasets.md, "The official files".
 
 Synopsis::
 

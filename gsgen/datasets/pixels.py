@@ -1,10 +1,8 @@
 """Stored image conventions -> ours (uint8 ``[n, H, W, C]``, dSprites 0/255), checked.
 
-The published files store images channel-first or without a channel axis, as 0/1 bytes or
-as floats; one stray value in a 0/1 file would wrap around when scaled (7 * 255 -> 249) and be
-trained on silently. So the stored range is told from a sample when a file is opened, and every
-block read afterwards is checked against it, chunk by chunk, with an error that names the file,
-the record and the value.
+Contract: the stored range (0/1 or 0/255, bytes or floats) is told from a sample when a file
+is opened, and every block read afterwards is checked against it; a stray value raises an
+error naming the file, the record and the value (docs/datasets.md, "The official files").
 
 Synopsis::
 

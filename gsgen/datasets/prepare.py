@@ -1,8 +1,7 @@
 """Prepares a dataset as TFDS array_record files, from the command line or Python.
 
-Rendering (procedural) or reading (official files, memory-mapped and checked chunk by chunk)
-streams in chunks, so memory stays bounded; TFDS prints a progress bar. A finished dataset is
-not prepared twice.
+Contract: rendering or reading streams in chunks, so memory stays bounded; a finished dataset
+is not prepared twice.
 
 Synopsis::
 

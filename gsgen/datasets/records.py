@@ -1,8 +1,8 @@
 """Records: the factor indices and lazily read images of one part of a dataset.
 
-Every reader of the data layer (the official files, prepared TFDS data) hands out this one
-type and the input pipeline reads batches from it the same way, whether the images lie in a
-memory map, an HDF5 file or array_record files, or are rendered on the device (no images).
+Contract: every reader of the data layer hands out this one type, and the input pipeline
+reads batches from it the same way whether the images lie in a memory map, an HDF5 file or
+array_record files, or are rendered on the device (no images).
 
 Synopsis::
 

@@ -1,10 +1,8 @@
 """Procedural dSprites: a pure, jitted JAX renderer of factor indices.
 
-The published dSprites images follow an exact recipe (docs/datasets.md), so a renderer that
-is a pure function of factor indices can draw any grid point on demand, on the CPU while
-preparing or inside the training step on the accelerator, with no file at all. Pixels are 0 or
-255; the recipe, how the heart stays cheap and exact (a star-shaped polygon tested against one
-edge per pixel) and which images coincide are in docs/datasets.md.
+Contract: ``render`` maps factor indices to the published recipe's images, pixels 0 or 255,
+on the CPU or inside a training step alike. The recipe, the heart's exact test and which
+images coincide: docs/datasets.md, "dSprites".
 
 Synopsis::
 

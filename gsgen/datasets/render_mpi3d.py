@@ -1,10 +1,8 @@
 """Procedural stand-in for MPI3D-toy: a robot arm holding an object, in pure JAX.
 
-A pure per-pixel function of the factor indices (ray casts against planes, a sphere and the
-floor; 2D capsules for the arm; no loops over the batch) renders on the CPU or inside the
-training step on the accelerator alike. The older 4 x 4 MPI3D grid uses the first four colours
-and shapes, so its indices render unchanged. The scene is described in docs/datasets.md; the
-images are a stand-in for the published data, never the same data.
+Contract: ``render`` is a pure, jitted function of factor indices (the older 4 x 4 grid's
+indices render unchanged); its images stand in for the published data and are never the same
+data. The scene: docs/datasets.md, "MPI3D".
 
 Synopsis::
 

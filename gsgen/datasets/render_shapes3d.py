@@ -1,12 +1,9 @@
 """Procedural Shapes3D renderer: factor indices -> 64x64 RGB images, in pure JAX.
 
-A stand-in for the published images (docs/datasets.md), never the same data, drawn in closed
-form per ray so that the same jitted function renders on the CPU or on the accelerator. An
-image is linear in its three hues, so ``surface_weights`` (geometry: scale, shape,
-orientation) and ``compose`` (hues) split the work: ``render_recoloured``, which training
-steps and dataset preparation use, renders each of the 480 geometries once per process and
-only recolours it; ``render`` traces every ray of every image (the reference). The scene, shading and shadows are described in
-docs/datasets.md.
+Contract: ``render`` traces every ray (the reference); ``render_recoloured``, which training
+steps and preparation use, gives the same images from a per-process table of the 480
+geometries. Both are jitted and stand in for the published images, never the same data. The
+scene, shading and the recolouring: docs/datasets.md, "Shapes3D".
 
 Synopsis::
 

@@ -1,9 +1,8 @@
 """Data sources: a source string parsed once into one frozen `DataSource`.
 
-The writer (`builders`, `prepare`), the reader (`loader`) and the input pipeline must agree on
-what a string such as ``real`` or ``benchmark_extrapolation`` means, which TFDS config holds it
-and where it lies on disk; they all ask this module, which needs neither TFDS nor the
-renderers. The strings and what they mean are in docs/datasets.md.
+Contract: the writer (`builders`, `prepare`), the reader (`loader`) and the input pipeline
+ask this module what a string such as ``real`` means, which TFDS config holds it and where it
+lies on disk; it needs neither TFDS nor the renderers (docs/datasets.md, "Source strings").
 
 Synopsis::
 
