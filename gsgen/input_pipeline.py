@@ -9,21 +9,12 @@ Synopsis::
   batch = batches.get(step=0)          # {"factor_indices": int32 [64, 5]} as global arrays
   batch = input_pipeline.eval_batch(source, "test", np.arange(256), mesh)
 
-Training batches hold train-split points only, in a seeded order that is a pure function of
-the step: epoch e visits the training records in permutation ``RandomState((seed, e))``, and
-step s takes positions ``[s * B, (s + 1) * B)`` of that endless sequence. A run resumed at
-step s therefore sees exactly the batches an uninterrupted run sees, and the checkpoint only
-needs the step. Pair samplers (`gsgen.pairs`: ``locatello``, ``laplace``) take those points
-as the first images and draw each second point inside the train records from (seed, step):
-a batch of B pairs is ``factor_indices [B, 2, F]`` (and ``image [B, 2, H, W, C]``), 2B images;
-``laplace_negative`` adds PCL's negative, a third point drawn uniformly from the train
-records (``[B, 3, F]``, 3B images).
-
-The source is the run's `gsgen.split_data.SplitData`, of two kinds: procedural (the batch
-carries factor indices and the jitted renderer draws the images on the device that trains: no
-disk, no decode) and stored sources, prepared TFDS datasets (`gsgen.datasets.load`; the batch
-carries uint8 images read on the host, prefetched by a thread). Targets are always the
-normalised factor indices of `specs.DatasetSpec.targets`.
+Contract: training batches hold train-split points only and are a pure function of (seed,
+step), so a resumed run sees exactly the batches of an uninterrupted one and a checkpoint
+needs only the step. A procedural source's batch carries factor indices (rendered on the
+device); a stored source's also carries uint8 images read on the host. Pair samplers give
+``[B, 2, F]`` (``[B, 3, F]`` with PCL's negative). Targets are `specs.DatasetSpec.targets`.
+The order, the pair shapes and the two kinds of source: docs/datasets.md, "Batches".
 """
 
 from __future__ import annotations

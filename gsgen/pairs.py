@@ -1,15 +1,11 @@
 """Pairs of training points that share some factors: the data of the weakly supervised learners.
 
-Ada-GVAE sees pairs that differ in ``k`` factors ("locatello", Locatello et al. 2020) and
-SlowVAE and PCL pairs of frames of a sparse, truncated Laplace transition ("laplace",
-Klindt et al. 2021), each drawn as slow_disentanglement's ``scripts/dataset.py`` draws it.
-The benchmark asks that training never touch a test point, not even as the second image of
-a pair, so the second point is a draw of that transition *conditioned on lying in the train
-split*: proposals are rejected until one is a train point, and a row still without one
-after a few rounds is drawn from the exact conditional law over the grid (docs/learners.md).
-PCL's negatives are fresh uniform draws from the train records. The draws of a batch are a
-pure function of (seed, step), so a resumed run sees exactly the pairs of an uninterrupted
-one.
+Contract: ``locatello`` (Ada-GVAE, pairs differing in ``k`` factors) and ``laplace`` (SlowVAE
+and PCL, a sparse truncated Laplace transition) draw the second point from the reference
+transition conditioned on lying in the train split, so training never touches a test point;
+PCL's negatives are uniform over the train records. A batch's draws are a pure function of
+(seed, step). The laws, the rejection rounds and why the conditioning is joint:
+docs/learners.md, "Pair samplers".
 
 Synopsis::
 

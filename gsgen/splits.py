@@ -7,22 +7,10 @@ Synopsis::
   int(train.sum()), int(test.sum())                          # (240000, 497280)
   splits.marked_values("dsprites", "extrapolation")["scale"]  # (4, 5): held-out indices
 
-Run ``python -m gsgen.splits`` for a table of every dataset x split.
-
-For each split factor a set of *marked* values is chosen, with ``size`` the factor's size and
-``r`` the dataset's cut ratio (docs/metrics.md, Splits):
-
-- extrapolation: the top ``ceil(size * r)`` indices are marked; a point is a test point when
-  any split factor is at a marked value.
-- interpolation: ``pad = ceil(size * r)``; ``round(linspace(0, size - 1, size - pad))`` are
-  kept (both ends always); the interior rest is marked; test as for extrapolation.
-- composition: ``q = 1 - (1 - (1 - r)^n)^(1/n)`` with ``n`` split factors; the lowest
-  ``floor(size * q)`` indices are marked; a point is a *training* point when any split factor
-  is at a marked value, so the test set holds the combinations above every low band.
-- random: a fixed pseudo-random mask over the flat grid with the extrapolation split's test
-  fraction (``RandomState(0).shuffle`` of a vector whose first ``int(N * fraction)`` are True).
-
-``is_test`` works on numpy arrays and on jax arrays inside ``jax.jit``.
+Contract: each split (extrapolation, interpolation, composition, random) marks values of the
+split factors from the dataset's cut ratio and decides every grid point's part by the rules of
+docs/metrics.md, "Splits"; masks are in flat grid order. ``is_test`` works on numpy arrays and
+on jax arrays inside ``jax.jit``. ``python -m gsgen.splits`` prints every dataset x split.
 """
 
 from __future__ import annotations
