@@ -8,11 +8,9 @@ Synopsis::
   scores["towards_mean"]["x_position"]["median"]
   scores["modularity"]["x_position"]["rsquared_ood"]
 
-Scores stream: each batch is reduced on the device to sufficient statistics (squared-error
-sums per evaluated set, a histogram of towards-the-mean ratios per factor) by one jitted
-function vmapped over factors, so a test split of 700,000+ images never needs all predictions
-at once. R² divides by the variance of a factor over the full grid, so scores compare across
-splits; docs/metrics.md defines every key.
+Contract: scores stream batch by batch, so a test split of 700,000+ images never holds all
+predictions at once; R² divides by a factor's variance over the full grid, so scores compare
+across splits. docs/metrics.md defines every key and says how the scores are computed.
 """
 
 from __future__ import annotations
