@@ -12,12 +12,10 @@ Synopsis::
   images, targets = train.batch([0, 5, 9])
   loader = torch.utils.data.DataLoader(train, batch_size=64, shuffle=True, num_workers=2)
 
-`make` is where a run turns names into its `specs.DatasetSpec`, `sources.DataSource` and split
-masks, once; what runs below it (validation, batches, pair sampler, evaluation, a learner's
-pictures) takes the `SplitData` or its spec and never resolves a name again. `parts` gives the
-two parts as map-style datasets (``__len__``, ``__getitem__`` and PyTorch's ``__getitems__``),
-numpy in and out, safe in forked DataLoader workers (`gsgen.datasets.images`). Targets are the
-normalised factor indices that `gsgen.evaluate` scores.
+Contract: `make` turns names into the run's `specs.DatasetSpec`, `sources.DataSource` and
+split masks, once; everything below it takes the `SplitData` or its spec and never resolves a
+name again. `parts` gives the two parts as map-style datasets (``__len__``, ``__getitem__``,
+PyTorch's ``__getitems__``), numpy in and out, safe in forked DataLoader workers; targets are the normalised factor indices `gsgen.evaluate` scores.
 """
 
 from __future__ import annotations

@@ -9,15 +9,13 @@ Synopsis::
     ...                                   # the training loop reads stop.signum between steps
     workdir_lib.write_json(workdir_lib.results_path(path), results)
 
-Contract: every path inside a run's folder is spelled here and nowhere else. A run of several
-seeds keeps replica ``s``'s metrics and results in ``seed<s>/``; a study cell trained as such
-a replica holds ``replica_of.json``, which `replica_of` follows to the run and its seed.
-
-The lock is an advisory ``flock`` on ``run.lock``: the kernel drops it when its process dies,
-so a killed run never blocks the next one, while a live one is named in the refusal. Under
-`stop_signals` the first SIGTERM or SIGINT only sets a flag: the run saves the step it
-reached and raises `Interrupted` (exit status 128 + the signal number); a second signal stops
-at once.
+Contract: every path inside a run's folder is spelled here and nowhere else. Replica ``s`` of
+a run of several seeds keeps its metrics and results in ``seed<s>/``; a study cell trained as
+such a replica holds ``replica_of.json``, which `replica_of` follows. `lock` refuses a second
+live run, naming it, and dies with its process (an advisory ``flock`` on ``run.lock``, so a
+killed run never blocks the next); under `stop_signals` a first SIGTERM or SIGINT makes the
+run save its step and raise `Interrupted` (exit status 128 + the signal number), a second
+stops at once.
 """
 
 from __future__ import annotations

@@ -5,13 +5,11 @@ Synopsis::
   from gsgen import xla
   xla.configure()       # first, before the process's first JAX computation
 
-Contract: `configure` adds gsgen's CPU default to ``XLA_FLAGS`` (convolutions with XLA's own
-kernels rather than YNNPACK's, whose kernel-gradient convolutions are several times slower for
-the benchmark's networks; README, Performance) unless the user chose that option, and only
-where jaxlib knows it. JAX reads ``XLA_FLAGS`` once, when it starts its backend: called later,
-`configure` changes nothing and says so. Importing gsgen never edits the environment; the
-command lines (`gsgen.main`, `gsgen.study`), the benchmarks, the tests and the notebook call
-`configure` where they start.
+Contract: `configure` adds gsgen's CPU default to ``XLA_FLAGS`` unless the user chose that
+option, and only where jaxlib knows it; called after JAX started its backend it changes
+nothing and says so. Importing gsgen never edits the environment: the command lines, the
+benchmarks, the tests and the notebook call `configure` where they start. Which option and
+why: README, "Performance".
 """
 
 from __future__ import annotations
