@@ -8,16 +8,14 @@ Synopsis::
   summary = runner.run(study.load("smoke"), "workdirs/smoke", jobs=2)
   summary["failed"]                       # cells that failed after their retries
 
-Every cell is one ``python -m gsgen.main`` process in its own workdir, running the config the
-runner built once and wrote there (``config.json``, `write_config`); a lost worker costs only
-the steps since its cell's last checkpoint: the next attempt resumes there. Finished
-cells are skipped; a failing cell is retried, then reported, and never stops the others.
-
-SIGTERM or SIGINT to the runner is passed on to every running cell (each in its own session,
-so a Ctrl-C at the terminal reaches a cell only through the runner, once); each cell saves
-the step it reached, and the runner waits up to ``grace_seconds`` for them, reports which
-cell stopped where, and returns (the command line exits 128 + the signal number). Cells
-still running after the grace period are killed and resume from their last checkpoint.
+Contract: every cell is one ``python -m gsgen.main`` process in its own workdir, running the
+config the runner wrote there once (``config.json``, `write_config`). Finished cells are
+skipped; a failing cell is retried, then reported, and never stops the others; a lost worker
+costs only the steps since its cell's last checkpoint. SIGTERM or SIGINT to the runner
+reaches each running cell once, through the runner (every cell has its own session): the
+cells save their step, the runner waits up to ``grace_seconds``, reports where each stopped
+and returns (the command line exits 128 + the signal number); cells still running then are
+killed and resume from their last checkpoint.
 """
 
 from __future__ import annotations
