@@ -9,9 +9,9 @@ Synopsis::
   spec.flat_index(idx)               # 12345
   spec.targets(idx)                  # idx / (sizes - 1), in [0, 1]
 
-Every dataset is a full Cartesian grid of its factors, each combination exactly once, in
-row-major order over the factors as listed (the last factor varies fastest). This is the
-order of the published files, so record ``i`` of a dataset is grid point ``i``.
+Contract: every dataset is the full Cartesian grid of the factors below, each combination
+once, in row-major (flat) order, the published files' order; targets are normalised indices
+in [0, 1] (docs/metrics.md, "Factor grid, flat order, targets").
 
 dSprites (737,280 images, 64x64x1, binary), cut ratio 0.2:
   0 shape        3   square, ellipse, heart                 categorical, never split
@@ -39,9 +39,6 @@ MPI3D (1,036,800 images, 64x64x3), cut ratio 0.1:
   6 vertical_axis     40  arm elevation                           split
 The older MPI3D release (460,800 images) has 4 colours and 4 shapes; ``mpi3d_for_num_images``
 picks the grid from a file's length.
-
-Targets are normalised indices ``idx / (size - 1)`` for every factor, categorical ones
-included, so every target lies in [0, 1].
 """
 
 from __future__ import annotations
