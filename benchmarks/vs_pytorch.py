@@ -182,11 +182,12 @@ def _gsgen_worker(kind: str, opts: dict):
 
   import jax  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
-  from gsgen import evaluate, init, input_pipeline, learners, sharding, split_data, splits  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from gsgen import evaluate, input_pipeline, learners, sharding, split_data, splits  # pylint: disable=g-import-not-at-top,g-multiple-import
   from gsgen import steps as steps_lib  # pylint: disable=g-import-not-at-top
   from gsgen import train as train_lib  # pylint: disable=g-import-not-at-top
   from gsgen.configs import benchmark  # pylint: disable=g-import-not-at-top
   from gsgen.datasets import procedural  # pylint: disable=g-import-not-at-top
+  from gsgen.weights import start  # pylint: disable=g-import-not-at-top
   config = benchmark.get_config(f"dataset={DATASET},split={SPLIT},model=cnn,preset=paper")
   stage = learners.stages(learners.get("regression"), config)[0]
   source = split_data.make(DATASET, SPLIT, "procedural")
@@ -194,8 +195,8 @@ def _gsgen_worker(kind: str, opts: dict):
   graphdef, state, _ = train_lib.create_state(config, stage, source.spec, mesh, nnx.Rngs(0))
   held = nnx.merge(graphdef, state)  # (model, optimizer)
   model = held[0]
-  init.copy_into(model, _weights_from_torch(os.path.join(opts["cache_dir"], "weights.npz")),
-                 source="the PyTorch worker's VanillaCNN")
+  start.copy_into(model, _weights_from_torch(os.path.join(opts["cache_dir"], "weights.npz")),
+                  source="the PyTorch worker's VanillaCNN")
   model.eval()  # inference mode, as the engine's predict sets it
   graphdef, state = nnx.split(held)
   images, _, flat = _data(opts["cache_dir"], "test", opts["eval_images"])

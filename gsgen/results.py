@@ -99,7 +99,7 @@ def of_seed(config, source, stages, *, test: dict, files: dict, rows: list[dict]
     files: files the last stage's learner wrote at the end.
     rows: the seed's metric-log rows (`gsgen.metric_log.MetricLog.rows`).
     num_params, devices: the model's parameter count; ``"<n> x <device kind>"``.
-    init_from: what ``config.init_from`` loaded (`gsgen.init.apply`).
+    init_from: what ``config.init_from`` loaded (`gsgen.weights.start.apply`).
     config_changes: the accepted config changes (`check_config`).
     seeds_in_one_program: seeds trained as replicas of one program (recorded when > 1).
   """

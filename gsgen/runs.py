@@ -21,11 +21,11 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from gsgen import init as init_lib
 from gsgen import learners
 from gsgen import specs as specs_lib
 from gsgen import workdir as workdir_lib
 from gsgen.learners import learner as learner_lib
+from gsgen.weights import start
 
 
 @dataclasses.dataclass(repr=False)
@@ -98,7 +98,7 @@ def load(workdir: str, seed: int | None = None) -> Run:
       raise ValueError(f"{workdir} holds seed {own} of the run in {run_dir}, not seed {seed}.")
     return load(run_dir, own)
   config = ml_collections.ConfigDict(workdir_lib.read_config(workdir))
-  arrays, meta = init_lib.run_variables(workdir)
+  arrays, meta = start.run_variables(workdir)
   seeds = list(range(config.seed, config.seed + config.num_seeds))
   if len(seeds) > 1:
     if seed not in seeds:
@@ -116,6 +116,6 @@ def load(workdir: str, seed: int | None = None) -> Run:
                      f"{meta.get('stage')!r}; the run has not reached its last stage "
                      f"({stage.name}). Finish it first.")
   model = stage.learner.build(config, spec, nnx.Rngs(0))
-  init_lib.copy_into(model, arrays, source=f"the run in {workdir}")
+  start.copy_into(model, arrays, source=f"the run in {workdir}")
   model.eval()
   return Run(config, model, stage.learner, spec, int(meta["step"]))

@@ -31,7 +31,6 @@ from flax import nnx
 
 from gsgen import checkpoint as checkpoint_lib
 from gsgen import evaluate
-from gsgen import init as init_lib
 from gsgen import input_pipeline
 from gsgen import learners
 from gsgen import metric_log
@@ -46,6 +45,7 @@ from gsgen import validate
 from gsgen import workdir as workdir_lib
 from gsgen.datasets import procedural
 from gsgen.learners import learner as learner_lib
+from gsgen.weights import start as start_lib
 
 
 def create_state(config, stage: learner_lib.Stage, spec, mesh, rngs: nnx.Rngs,
@@ -69,7 +69,7 @@ def create_state(config, stage: learner_lib.Stage, spec, mesh, rngs: nnx.Rngs,
   model = stage.learner.build(config, spec, rngs)
   record = {}
   if first_stage:
-    record = init_lib.apply(model, config.init_from, config.model, weights_file)
+    record = start_lib.apply(model, config.init_from, config.model, weights_file)
   elif previous is not None and stage.carry is not None:
     stage.carry(model, previous)
   optimizer = nnx.Optimizer(model, optim.build(stage.optim, stage.steps),

@@ -20,9 +20,9 @@ from gsgen import optim
 from gsgen import pairs
 from gsgen import specs as specs_lib
 from gsgen import splits as splits_lib
-from gsgen import weights
 from gsgen import workdir as workdir_lib
 from gsgen.models import preprocess
+from gsgen.weights import schemes
 
 
 def _positive_int(value, field: str, allow_zero: bool = False) -> None:
@@ -32,7 +32,7 @@ def _positive_int(value, field: str, allow_zero: bool = False) -> None:
 
 
 def config(config, num_devices: int,
-           spec: specs_lib.DatasetSpec | None = None) -> weights.Found | None:
+           spec: specs_lib.DatasetSpec | None = None) -> schemes.Found | None:
   """Checks names, sizes, paths, the learner's options and the optimizer of a config.
 
   Args:
@@ -44,7 +44,7 @@ def config(config, num_devices: int,
 
   Returns:
     The weight file ``config.init_from.weights`` names, identified and checked against
-    ``config.model`` (`weights.check`), so that the run does not read it again; else None.
+    ``config.model`` (`schemes.check`), so that the run does not read it again; else None.
 
   Raises:
     ValueError: the first problem found, naming the field.
@@ -95,7 +95,7 @@ def config(config, num_devices: int,
   found = None
   if config.init_from.weights:
     try:
-      found = weights.check(config.init_from.weights, config.model)
+      found = schemes.check(config.init_from.weights, config.model)
     except (ValueError, ImportError) as e:
       raise type(e)(f"config.init_from.weights: {e}") from None
   if "resolution" in config.model_kwargs:

@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from gsgen import evaluate
-from gsgen import init
+from gsgen.weights import start
 from gsgen import models
 from gsgen import runs
 from gsgen import splits
@@ -45,10 +45,10 @@ def test_exclude_keeps_the_fresh_head(finished):
   workdir, _ = finished
   model = models.create("cnn", 5, in_channels=1, rngs=nnx.Rngs(7))
   fresh_head = np.asarray(model.head.kernel[...])
-  loaded = init.from_workdir(model, workdir, exclude="^head/")
+  loaded = start.from_workdir(model, workdir, exclude="^head/")
   assert "head/kernel" not in loaded and "convs/0/kernel" in loaded
   np.testing.assert_array_equal(model.head.kernel[...], fresh_head)
-  arrays, _ = init.run_variables(workdir)
+  arrays, _ = start.run_variables(workdir)
   np.testing.assert_array_equal(model.convs[0].kernel[...], arrays["convs/0/kernel"])
 
 
@@ -56,10 +56,10 @@ def test_a_model_that_does_not_fit_is_refused_naming_the_variables(finished):
   workdir, _ = finished
   model = models.create("mlp", 5, in_channels=1, rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match=r"variables missing there \(layers/0/bias"):
-    init.from_workdir(model, workdir)
+    start.from_workdir(model, workdir)
   wide = models.create("cnn", 5, in_channels=1, rngs=nnx.Rngs(0), features=128)
   with pytest.raises(ValueError, match=r"of another shape \(head/kernel \(256, 5\)"):
-    init.from_workdir(wide, workdir)
+    start.from_workdir(wide, workdir)
 
 
 def test_a_run_trained_on_eight_devices_loads_in_a_process_with_one(finished):
@@ -77,7 +77,7 @@ def test_a_run_trained_on_eight_devices_loads_in_a_process_with_one(finished):
 
 def test_a_workdir_without_a_run_is_refused(tmp_path):
   with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
-    init.from_workdir(models.create("cnn", 5, in_channels=1, rngs=nnx.Rngs(0)), str(tmp_path))
+    start.from_workdir(models.create("cnn", 5, in_channels=1, rngs=nnx.Rngs(0)), str(tmp_path))
 
 
 def test_load_a_finished_run_and_score_it_on_another_split(finished):

@@ -3,8 +3,8 @@ weights, saved in each published format, loaded into gsgen, gives the same outpu
 
 Each case builds the reference (random convolutions, random normalisation scales, offsets and
 running statistics), writes it as BiT's ``.npz``, timm's ``.safetensors`` or torchvision's
-``.pth``, loads the file with `gsgen.init.from_weights` into a gsgen model built as shapes
-only, and compares, in inference mode, ``encode(x)`` with the reference's pooled features and
+``.pth``, loads the file with `gsgen.weights.start.from_weights` into a gsgen model built as
+shapes only, and compares, in inference mode, ``encode(x)`` with the reference's pooled features and
 ``model(x)`` with the same regression head applied to them, on two 64x64 images in [0, 1]
 resized to 128 inside the model (the reference resizes with PyTorch and runs in float64). The
 BiT ``.npz`` is first read back by timm's own BiT loader, so it is a BiT file as the reference
@@ -23,7 +23,7 @@ import torch
 from flax import nnx
 
 import torch_reference as ref
-from gsgen import init
+from gsgen.weights import start
 from gsgen import models
 
 RESOLUTION = 128
@@ -110,9 +110,9 @@ def relative_error(ours, theirs) -> float:
 def test_outputs_match_the_reference(reference, name, fmt):
   features, files = reference(name)
   model = abstract(name)
-  loaded = init.from_weights(model, files[fmt], name)
+  loaded = start.from_weights(model, files[fmt], name)
   # Every variable but the head's kernel and bias (batch statistics included).
-  assert set(init.flat_variables(model)) - set(loaded) == {"head/kernel", "head/bias"}
+  assert set(start.flat_variables(model)) - set(loaded) == {"head/kernel", "head/bias"}
   np.testing.assert_array_equal(model.head.kernel[...], 0.0)  # the head starts at zero
   kernel = jax.random.normal(jax.random.key(1), model.head.kernel.shape) / 30.0
   model.head.kernel.set_value(kernel)

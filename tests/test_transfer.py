@@ -12,10 +12,10 @@ import pytest
 from flax import nnx
 from test_main import run_main
 
-from gsgen import init
+from gsgen.weights import start
 from gsgen import models
 from gsgen import validate
-from gsgen import weights
+from gsgen.weights import schemes
 from gsgen.configs import benchmark
 from gsgen.models import preact_resnet
 
@@ -25,7 +25,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def random_bit_npz(path, depth: int = 50, seed: int = 0) -> dict[str, np.ndarray]:
   """Writes a BiT R{depth}x1 .npz of random weights (and a 21k-class head); returns it."""
   rng = np.random.default_rng(seed)
-  shapes = weights.model_shapes(f"bit_resnet{depth}")
+  shapes = schemes.model_shapes(f"bit_resnet{depth}")
   arrays = {}
   for name, var in preact_resnet.bit_param_map(depth).items():
     shape = shapes["/".join(map(str, var))]
@@ -54,7 +54,7 @@ def test_weights_fill_the_backbone_and_the_head_starts_at_zero(bit_file):
   config.init_from.weights = path
   model = nnx.eval_shape(lambda: models.create("bit_resnet50", 7, in_channels=3,
                                                rngs=nnx.Rngs(0)))
-  record = init.apply(model, config.init_from, "bit_resnet50")
+  record = start.apply(model, config.init_from, "bit_resnet50")
   with open(path, "rb") as f:
     digest = hashlib.sha256(f.read()).hexdigest()
   assert record == {"weights": "BiT-M-R50x1.npz", "sha256": digest, "format": "npz",
@@ -67,7 +67,7 @@ def test_weights_fill_the_backbone_and_the_head_starts_at_zero(bit_file):
   # exclude keeps what it names fresh, and so not zero.
   fresh = nnx.eval_shape(lambda: models.create("bit_resnet50", 7, in_channels=3,
                                                rngs=nnx.Rngs(0)))
-  loaded = init.from_weights(fresh, path, "bit_resnet50", exclude="^norm/")
+  loaded = start.from_weights(fresh, path, "bit_resnet50", exclude="^norm/")
   assert "norm/scale" not in loaded and "root/kernel" in loaded
 
 
@@ -77,14 +77,14 @@ def test_a_runs_weight_file_is_identified_once(bit_file, monkeypatch):
   config = benchmark.get_config("dataset=mpi3d,model=bit_resnet50,preset=transfer")
   config.init_from.weights = path
   read = []
-  identify = weights.identify
-  monkeypatch.setattr(weights, "identify", lambda p: read.append(p) or identify(p))
+  identify = schemes.identify
+  monkeypatch.setattr(schemes, "identify", lambda p: read.append(p) or identify(p))
   found = validate.config(config, num_devices=8)
   assert found.model == "bit_resnet50"
   for _ in range(2):  # two seeds' models
     model = nnx.eval_shape(lambda: models.create("bit_resnet50", 7, in_channels=3,
                                                  rngs=nnx.Rngs(0)))
-    assert init.apply(model, config.init_from, "bit_resnet50", found)["format"] == "npz"
+    assert start.apply(model, config.init_from, "bit_resnet50", found)["format"] == "npz"
   assert read == [path]
 
 
@@ -140,10 +140,10 @@ def test_head_only_fine_tuning_through_main_leaves_the_backbone_bitwise(bit_file
   results = json.loads((workdir / "results.json").read_text())
   assert results["init_from"]["weights"] == "BiT-M-R50x1.npz"
   assert results["init_from"]["head"] == "zeros"
-  assert results["init_from"]["sha256"] == weights.sha256(path)
+  assert results["init_from"]["sha256"] == schemes.sha256(path)
   assert results["model"] == "bit_resnet50" and results["steps"] == 2
   assert np.isfinite(results["test"]["rsquared"])
-  trained, _ = init.run_variables(str(workdir))
+  trained, _ = start.run_variables(str(workdir))
   for name, var in preact_resnet.bit_param_map(50).items():
     np.testing.assert_array_equal(trained["/".join(map(str, var))], arrays[name], err_msg=name)
   # The head left zero and learnt (the warm-up makes the first step's rate 0).

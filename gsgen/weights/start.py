@@ -3,17 +3,17 @@ pretrained weight file mapped onto the model.
 
 Synopsis::
 
-  from gsgen import init
-  loaded = init.from_workdir(model, "workdirs/cnn_run", exclude="^head/")
-  loaded = init.from_weights(model, "data/weights/BiT-M-R50x1.npz", "bit_resnet50")
-  loaded = init.apply(model, config.init_from, config.model)   # what the config asks
+  from gsgen.weights import start
+  loaded = start.from_workdir(model, "workdirs/cnn_run", exclude="^head/")
+  loaded = start.from_weights(model, "data/weights/BiT-M-R50x1.npz", "bit_resnet50")
+  loaded = start.apply(model, config.init_from, config.model)   # what the config asks
 
 Both copy into a freshly built model, so what is not loaded keeps its initialisation;
 selection is by regular expressions on slash-joined variable paths
 (``stages/2/0/conv_a/kernel``). Anything selected must exist on both sides with the same
 shape, or the load is refused with the names that do not fit. A weight file (BiT's ``.npz``,
-timm's ``.safetensors``, torchvision's ``.pth``; see `gsgen.weights`) fills the backbone and
-the regression head starts at zero, as in BiT's fine-tuning recipe.
+timm's ``.safetensors``, torchvision's ``.pth``; see `gsgen.weights.schemes`) fills the
+backbone and the regression head starts at zero, as in BiT's fine-tuning recipe.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from flax import nnx
 
 from gsgen import checkpoint as checkpoint_lib
 from gsgen import optim
-from gsgen import weights as weights_lib
 from gsgen import workdir as workdir_lib
+from gsgen.weights import schemes
 
 
 def flat_variables(model: nnx.Module) -> dict[str, nnx.Variable]:
@@ -109,25 +109,25 @@ def from_workdir(model: nnx.Module, workdir: str, include: str = ".*",
 
 
 def from_weights(model: nnx.Module, path: str, model_name: str, include: str = ".*",
-                 exclude: str = "", found: weights_lib.Found | None = None) -> list[str]:
+                 exclude: str = "", found: schemes.Found | None = None) -> list[str]:
   """Loads a pretrained weight file into ``model`` and zeroes its regression head.
 
   Args:
     model: a fresh ``model_name`` model.
-    path: the weight file (`gsgen.weights` recognises its format and network).
-    model_name: a model of `gsgen.weights.MODELS`.
+    path: the weight file (`gsgen.weights.schemes` recognises its format and network).
+    model_name: a model of `gsgen.weights.schemes.MODELS`.
     include: regex of variable paths to load, among those the file fills.
     exclude: regex of variable paths not to load.
-    found: the file's `gsgen.weights.identify` result, if already at hand.
+    found: the file's `gsgen.weights.schemes.identify` result, if already at hand.
 
   Returns:
     The loaded variable paths.
 
   Raises:
-    ValueError: the file does not fit ``model_name`` (see `gsgen.weights.check`).
+    ValueError: the file does not fit ``model_name`` (see `gsgen.weights.schemes.check`).
     FileNotFoundError: no such file.
   """
-  arrays = weights_lib.load(path, model_name, found)
+  arrays = schemes.load(path, model_name, found)
   inc = re.compile(include)
   chosen = {p: a for p, a in arrays.items() if inc.search(p)}
   loaded = copy_into(model, chosen,
@@ -140,10 +140,10 @@ def from_weights(model: nnx.Module, path: str, model_name: str, include: str = "
 
 
 def apply(model: nnx.Module, init_config, model_name: str,
-          found: weights_lib.Found | None = None) -> dict:
+          found: schemes.Found | None = None) -> dict:
   """Applies ``config.init_from`` to a fresh model.
 
-  ``found`` is the weight file's `gsgen.weights.identify` result when already at hand (what
+  ``found`` is the weight file's `gsgen.weights.schemes.identify` result when already at hand (what
   `gsgen.validate.config` returns), so the file's header is read once per run.
 
   Returns:
@@ -160,10 +160,10 @@ def apply(model: nnx.Module, init_config, model_name: str,
     return {"workdir": os.path.abspath(init_config.workdir), "variables": len(loaded)}
   if init_config.weights:
     path = init_config.weights
-    found = found or weights_lib.identify(path)
+    found = found or schemes.identify(path)
     loaded = from_weights(model, path, model_name, init_config.include, init_config.exclude,
                           found)
-    return {"weights": os.path.basename(path), "sha256": weights_lib.sha256(path),
+    return {"weights": os.path.basename(path), "sha256": schemes.sha256(path),
             "format": found.format, "architecture": found.architecture,
             "variables": len(loaded), "head": "zeros"}
   return {}

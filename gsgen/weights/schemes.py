@@ -13,11 +13,11 @@ Synopsis::
 
   python -m gsgen.weights inspect data/weights/BiT-M-R50x1.npz
 
-  from gsgen import weights
-  found = weights.identify("data/weights/BiT-M-R50x1.npz")
+  from gsgen.weights import schemes
+  found = schemes.identify("data/weights/BiT-M-R50x1.npz")
   found.model, found.architecture            # ('bit_resnet50', 'BiT ResNet-50x1')
-  weights.check("data/weights/BiT-M-R50x1.npz", "bit_resnet50")   # raises if it does not fit
-  arrays = weights.load("data/weights/BiT-M-R50x1.npz", "bit_resnet50")
+  schemes.check("data/weights/BiT-M-R50x1.npz", "bit_resnet50")   # raises if it does not fit
+  arrays = schemes.load("data/weights/BiT-M-R50x1.npz", "bit_resnet50")
   arrays["stages/0/0/conv_a/kernel"].shape   # (1, 1, 64, 64), gsgen's variable path -> array
 """
 
@@ -32,12 +32,12 @@ from typing import Callable
 
 import numpy as np
 
-from gsgen import weight_files
 from gsgen.models import densenet
 from gsgen.models import preact_resnet
 from gsgen.models import resnet
+from gsgen.weights import files
 
-FORMATS = weight_files.FORMATS
+FORMATS = files.FORMATS
 
 
 def _oihw_to_hwio(value: np.ndarray) -> np.ndarray:
@@ -170,8 +170,8 @@ def identify(path: str) -> Found:
     FileNotFoundError: no such file.
     ValueError: a file of no format or naming scheme gsgen knows, naming what it found.
   """
-  fmt = weight_files.detect_format(path)
-  raw = weight_files.read_shapes(path, fmt)
+  fmt = files.detect_format(path)
+  raw = files.read_shapes(path, fmt)
   names = normalise_names(raw)
   shapes = {names[n]: s for n, s in raw.items()}
   renamed = {v: k for k, v in names.items()}
@@ -280,7 +280,7 @@ def load(path: str, model: str, found: Found | None = None) -> dict[str, np.ndar
   found = check(path, model, found)
   names = found.scheme.maps[model]()
   wanted = {found.renamed[n]: n for n in names}
-  tensors = weight_files.read_tensors(path, found.format, list(wanted))
+  tensors = files.read_tensors(path, found.format, list(wanted))
   return {"/".join(map(str, names[wanted[f]])):
           np.asarray(found.scheme.convert(t), np.float32) for f, t in tensors.items()}
 
@@ -338,7 +338,3 @@ def main(argv=None) -> None:
     print(describe(args.file))
   except (OSError, ValueError, ImportError) as e:
     parser.exit(1, f"error: {e}\n")
-
-
-if __name__ == "__main__":
-  main()

@@ -11,10 +11,10 @@ alone; ``.pth`` needs PyTorch (the ``torch`` extra).
 
 Synopsis::
 
-  from gsgen import weight_files
-  fmt = weight_files.detect_format("data/weights/BiT-M-R50x1.npz")        # "npz"
-  shapes = weight_files.read_shapes("data/weights/BiT-M-R50x1.npz", fmt)  # name -> shape
-  tensors = weight_files.read_tensors("data/weights/BiT-M-R50x1.npz", fmt, list(shapes)[:2])
+  from gsgen.weights import files
+  fmt = files.detect_format("data/weights/BiT-M-R50x1.npz")        # "npz"
+  shapes = files.read_shapes("data/weights/BiT-M-R50x1.npz", fmt)  # name -> shape
+  tensors = files.read_tensors("data/weights/BiT-M-R50x1.npz", fmt, list(shapes)[:2])
 """
 
 from __future__ import annotations
