@@ -66,7 +66,8 @@ def create_state(config, stage: learner_lib.Stage, spec, mesh, rngs: nnx.Rngs,
     ``(graphdef, replicated state, init record)``; the record says what ``config.init_from``
     loaded (first stage only).
   """
-  model = stage.learner.build(config, spec, rngs)
+  model = stage.learner.build(config.model, config.model_kwargs, spec, rngs,
+                              **stage.learner.build_options(stage.options))
   record = {}
   if first_stage:
     record = init_lib.apply(model, config.init_from, config.model, weights_file)
