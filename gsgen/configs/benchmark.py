@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from gsgen import learners
 from gsgen import models
 
 # Reduced grids of the smoke preset: a few hundred points, yet every split keeps train and
@@ -68,23 +69,19 @@ TRANSFER_WEIGHTS = {
     "resnet101": "data/weights/resnet101-63fe2227.pth",
 }
 
+
+def _learner_budgets() -> dict[str, dict[str, dict]]:
+  """``{preset: {learner: its budget there}}`` over the presets where a learner has one."""
+  by_preset = {preset: {name: dict(learner.budgets[preset])
+                        for name, learner in learners.LEARNERS.items()
+                        if preset in learner.budgets} for preset in PRESETS}
+  return {preset: table for preset, table in by_preset.items() if table}
+
+
 # Steps of the representation (train.steps) and of its readout (readout.steps) by preset and
-# learner, where they differ from the preset's; a supervised learner has no readout unless
-# readout.steps is set. For pair learners a step is a batch of pairs (twice the images).
-# The paper's budgets of these learners are not recovered (unverified): 300,000 steps as
-# for the supervised models, and a 100,000-step readout.
-_REPRESENTATION = ("beta_vae", "ada_gvae", "slow_vae", "pcl")
-LEARNER_BUDGETS = {
-    # A VAE trains about ten times slower per image than the CNN on a CPU (the decoder's
-    # kernel gradients; about 100 against 1,000 images/s at batch 64 on 2 cores): 64,000
-    # images for the VAEs, 128,000 for PCL (no decoder), then a 1,000-step readout.
-    "cpu": {"beta_vae": dict(steps=1000, readout_steps=1000),
-            "ada_gvae": dict(steps=500, readout_steps=1000),
-            "slow_vae": dict(steps=500, readout_steps=1000),
-            "pcl": dict(steps=1000, readout_steps=1000)},
-    "paper": {name: dict(steps=300_000, readout_steps=100_000) for name in _REPRESENTATION},
-    "smoke": {name: dict(steps=4, readout_steps=4) for name in _REPRESENTATION},
-}
+# learner, where they differ from the preset's: each learner's own (`Learner.budgets`). A
+# supervised learner has no readout unless readout.steps is set.
+LEARNER_BUDGETS = _learner_budgets()
 
 # What each field means: `python -m gsgen.main --help` prints this.
 FIELDS = {
@@ -204,7 +201,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def _learner_options(name: str) -> dict:
-  from gsgen import learners  # pylint: disable=g-import-not-at-top
   return dict(learners.LEARNERS[name].options) if name in learners.LEARNERS else {}
 
 

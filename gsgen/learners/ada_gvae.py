@@ -107,4 +107,5 @@ def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float,
 
 LEARNER = learner_lib.Learner(name="ada_gvae", build=vae.build, loss=loss,
                               sampler="locatello", options=OPTIONS, model_options=("z",),
-                              check=vae.check, on_end=pictures.write)
+                              budgets=vae.budgets(cpu_steps=500), check=vae.check,
+                              on_end=pictures.write)

@@ -41,4 +41,5 @@ def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float,
 
 
 LEARNER = learner_lib.Learner(name="beta_vae", build=vae.build, loss=loss, options=OPTIONS,
-                              model_options=("z",), check=vae.check, on_end=pictures.write)
+                              model_options=("z",), budgets=vae.budgets(cpu_steps=1000),
+                              check=vae.check, on_end=pictures.write)

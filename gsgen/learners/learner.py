@@ -76,6 +76,9 @@ class Learner:
       Each goes to one reader: the sampler (`SAMPLERS`), ``build`` (`model_options`) or,
       all others, ``loss``.
     model_options: the names of the options that shape the model (passed to ``build``).
+    budgets: ``{preset: {"steps": n, "readout_steps": m}}``, this learner's steps where
+      they differ from a preset's of `gsgen.configs.benchmark` (``train.steps``,
+      ``readout.steps``); empty: the preset's, with no readout.
     check: raises a ValueError naming an option of ``config.learner_kwargs`` that is out of
       range; run before anything is built.
     on_end: called once at the end of a run, on the primary process, with the final model;
@@ -92,6 +95,7 @@ class Learner:
   stages: Callable[[ml_collections.ConfigDict], tuple["Stage", ...]] | None = None
   options: dict = dataclasses.field(default_factory=dict)
   model_options: tuple[str, ...] = ()
+  budgets: dict = dataclasses.field(default_factory=dict)
   check: CheckFn | None = None
   on_end: OnEndFn | None = None
   constrain: Callable[[nnx.Module], None] | None = None

@@ -63,5 +63,6 @@ def constrain(model: latent.PCL) -> None:
 
 
 LEARNER = learner_lib.Learner(name="pcl", build=build, loss=loss, sampler="laplace_negative",
-                              options=OPTIONS, model_options=("z",), check=vae.check,
+                              options=OPTIONS, model_options=("z",),
+                              budgets=vae.budgets(cpu_steps=1000), check=vae.check,
                               constrain=constrain)

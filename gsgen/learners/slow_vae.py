@@ -66,5 +66,6 @@ def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float, gamma: 
 
 
 LEARNER = learner_lib.Learner(name="slow_vae", build=vae.build, loss=loss, sampler="laplace",
-                              options=OPTIONS, model_options=("z",), check=vae.check,
+                              options=OPTIONS, model_options=("z",),
+                              budgets=vae.budgets(cpu_steps=500), check=vae.check,
                               on_end=pictures.write)

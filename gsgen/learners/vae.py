@@ -52,6 +52,22 @@ def check(options, spec) -> None:
                        f"{spec.num_factors} factors); got {value!r}.")
 
 
+def budgets(cpu_steps: int) -> dict:
+  """A representation learner's steps and its readout's per preset of
+  `gsgen.configs.benchmark` (`learner_lib.Learner.budgets`); a pair learner's step is a
+  batch of pairs (twice the images).
+
+  ``cpu``: a VAE trains about ten times slower per image than the CNN on a CPU (the
+  decoder's kernel gradients; about 100 against 1,000 images/s at batch 64 on 2 cores), so
+  ``cpu_steps`` is 64,000 images for the VAEs, 128,000 for PCL (no decoder), then a
+  1,000-step readout. ``paper``: these learners' budgets are not recovered (unverified):
+  300,000 steps as for the supervised models, and a 100,000-step readout.
+  """
+  return {"cpu": dict(steps=cpu_steps, readout_steps=1000),
+          "paper": dict(steps=300_000, readout_steps=100_000),
+          "smoke": dict(steps=4, readout_steps=4)}
+
+
 def encoder(model: str, model_kwargs, spec, rngs: nnx.Rngs, num_outputs: int) -> nnx.Module:
   """The model called ``model`` with ``model_kwargs`` and ``num_outputs`` outputs."""
   return models.create(model, num_outputs, in_channels=spec.image_shape[-1], rngs=rngs,
