@@ -1,4 +1,5 @@
-"""The benchmark config's tables: the learners' budgets come from the learners."""
+"""The benchmark config's tables: the learners' budgets come from the learners, and the smoke
+preset has a reduced grid for every dataset it builds."""
 
 import pytest
 
@@ -28,3 +29,14 @@ def test_the_budget_table_is_the_learners_own():
       config = benchmark.get_config(f"learner={name},preset={preset}")
       assert (config.train.steps, config.readout.steps) == (budget["steps"],
                                                             budget["readout_steps"])
+
+
+def test_a_dataset_without_a_smoke_grid_is_an_error(monkeypatch):
+  assert benchmark.get_config("dataset=mpi3d,preset=smoke").data.grid == (2, 2, 2, 2, 2, 7, 2)
+  monkeypatch.delitem(benchmark.SMOKE_GRIDS, "mpi3d")
+  with pytest.raises(ValueError, match="the smoke preset has no reduced grid for dataset "
+                                       "'mpi3d'; SMOKE_GRIDS has one for dsprites, shapes3d"):
+    benchmark.get_config("dataset=mpi3d,preset=smoke")
+  assert benchmark.get_config("dataset=mpi3d,preset=cpu").data.grid == ()  # the full grid
+  with pytest.raises(ValueError, match="unknown dataset 'dsprite'; choose one of"):
+    benchmark.get_config("dataset=dsprite,preset=smoke")

@@ -30,6 +30,7 @@ import ml_collections
 
 from gsgen import learners
 from gsgen import models
+from gsgen import specs
 
 # Reduced grids of the smoke preset: a few hundred points, yet every split keeps train and
 # test points (composition needs one factor large enough for a low band).
@@ -185,7 +186,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optim = ml_collections.ConfigDict(optim)
   config.data = ml_collections.ConfigDict(dict(
       source=values["source"], data_dir="",
-      grid=SMOKE_GRIDS.get(config.dataset, ()) if values["preset"] == "smoke" else ()))
+      grid=_smoke_grid(config.dataset) if values["preset"] == "smoke" else ()))
   config.train = ml_collections.ConfigDict(dict(
       steps=budget.get("steps", preset["steps"]), batch_size=preset.get("batch_size", 64),
       log_every=preset["log_every"],
@@ -198,6 +199,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       batch_size=preset["eval_batch_size"], max_examples=preset["max_examples"]))
   config.progress = True
   return config
+
+
+def _smoke_grid(dataset: str) -> tuple[int, ...]:
+  """The smoke preset's reduced grid of ``dataset``; a dataset without one is an error (the
+  full grid would turn a test's few steps into a full evaluation)."""
+  if dataset not in SMOKE_GRIDS:
+    specs.get(dataset)  # an unknown name gets the error that lists the datasets
+    raise ValueError(f"the smoke preset has no reduced grid for dataset {dataset!r}; "
+                     f"SMOKE_GRIDS has one for {', '.join(SMOKE_GRIDS)}.")
+  return SMOKE_GRIDS[dataset]
 
 
 def _learner_options(name: str) -> dict:
