@@ -115,7 +115,8 @@ def load(workdir: str, seed: int | None = None) -> Run:
     raise ValueError(f"{workdir}: the newest checkpoint (step {meta['step']}) is of stage "
                      f"{meta.get('stage')!r}; the run has not reached its last stage "
                      f"({stage.name}). Finish it first.")
-  model = stage.learner.build(config, spec, nnx.Rngs(0))
+  model = stage.learner.build(config.model, config.model_kwargs, spec, nnx.Rngs(0),
+                              **stage.learner.build_options(stage.options))
   start.copy_into(model, arrays, source=f"the run in {workdir}")
   model.eval()
   return Run(config, model, stage.learner, spec, int(meta["step"]))

@@ -58,6 +58,7 @@ def make_train_step(graphdef, stage: learner_lib.Stage, spec, render, mesh, key)
   metrics get a leading seed axis and one vmapped program updates them all.
   """
   wrt = optim.trainable(stage.optim)
+  options = stage.learner.loss_options(stage.options)
 
   def train_step(state, batch, step, key):
     model, optimizer = nnx.merge(graphdef, state)
@@ -65,7 +66,7 @@ def make_train_step(graphdef, stage: learner_lib.Stage, spec, render, mesh, key)
     batch, rng = loss_inputs(batch, step, key, spec, render)
 
     def loss_fn(model):
-      return stage.learner.loss(model, batch, rng, **stage.options)
+      return stage.learner.loss(model, batch, rng, **options)
 
     (loss, aux), grads = nnx.value_and_grad(
         loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)
@@ -112,12 +113,13 @@ def make_state_loss(graphdef, stage: learner_lib.Stage, spec, render, key):
   parameter finite yet so large that the next loss overflows, and a checkpoint of it would
   fail again on every resume.
   """
+  options = stage.learner.loss_options(stage.options)
 
   def state_loss(state, batch, step, key):
     model, _ = nnx.merge(graphdef, state)
     optim.train_mode(model, stage.optim)
     batch, rng = loss_inputs(batch, step, key, spec, render)
-    return stage.learner.loss(model, batch, rng, **stage.options)[0]
+    return stage.learner.loss(model, batch, rng, **options)[0]
 
   return jax.jit(_over_seeds(state_loss, key, (0, 0, None, 0)))
 

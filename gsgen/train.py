@@ -21,7 +21,9 @@ the current step, saves it (with the finite-state check of every save) and raise
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -66,7 +68,8 @@ def create_state(config, stage: learner_lib.Stage, spec, mesh, rngs: nnx.Rngs,
     ``(graphdef, replicated state, init record)``; the record says what ``config.init_from``
     loaded (first stage only).
   """
-  model = stage.learner.build(config, spec, rngs)
+  model = stage.learner.build(config.model, config.model_kwargs, spec, rngs,
+                              **stage.learner.build_options(stage.options))
   record = {}
   if first_stage:
     record = start_lib.apply(model, config.init_from, config.model, weights_file)
@@ -76,6 +79,34 @@ def create_state(config, stage: learner_lib.Stage, spec, mesh, rngs: nnx.Rngs,
                             wrt=optim.trainable(stage.optim))
   graphdef, state = nnx.split((model, optimizer))
   return graphdef, sharding.replicate(state, mesh), record
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+  """What a run resolved once and each of its stages uses.
+
+  Attributes:
+    config: the run's config.
+    source: its data (`gsgen.split_data.SplitData`).
+    render: the procedural renderer used inside the step, or None for stored images.
+    mesh: the device mesh.
+    ckpt: the run's checkpointer.
+    logs: one metric log per seed.
+    run_id: the run's identity (`gsgen.results.identity`), saved with each checkpoint.
+    seeds: the seeds trained, one replica each.
+    stop: the stop request of SIGTERM/SIGINT (`gsgen.workdir.stop_signals`).
+    total: the global step count of all stages.
+  """
+  config: ml_collections.ConfigDict
+  source: split_data.SplitData
+  render: Callable | None
+  mesh: jax.sharding.Mesh
+  ckpt: checkpoint_lib.Checkpointer
+  logs: tuple[metric_log.MetricLog, ...]
+  run_id: dict
+  seeds: tuple[int, ...]
+  stop: workdir_lib.StopRequest
+  total: int
 
 
 def _saved(state) -> dict:
@@ -165,6 +196,8 @@ def _train_and_evaluate(config, workdir, stop_after_step, stages, source, change
   last = total if stop_after_step is None else min(total, stop_after_step)
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
   previous, init_records = None, [{}] * len(seeds)
+  run = _Run(config, source, render, mesh, ckpt, tuple(logs), run_id, tuple(seeds), stop,
+             total)
   trained = False
   try:
     for k, stage in enumerate(stages):
@@ -188,10 +221,8 @@ def _train_and_evaluate(config, workdir, stop_after_step, stages, source, change
                            f"workdir.")
         state = _restore(ckpt, start, state)
       stage_keys = jax.vmap(lambda key: jax.random.fold_in(key, k))(keys)  # pylint: disable=cell-var-from-loop
-      state = _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, logs,
-                         run_id, steps=(max(start, first), min(end, last)), offset=first,
-                         key=stage_keys if stacked else stage_keys[0], seeds=seeds,
-                         stop=stop, total=total)
+      state = _run_stage(run, stage, graphdef, state, steps=(max(start, first), min(end, last)),
+                         offset=first, key=stage_keys if stacked else stage_keys[0])
       if last < end:
         return None
       previous = [nnx.merge(graphdef, _unstack(state, i) if stacked else state)[0]
@@ -235,13 +266,14 @@ def _unstack(tree, i):
   return jax.tree.map(lambda x: x[i], tree)
 
 
-def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, logs, run_id, *,
-               steps, offset, key, seeds, stop, total):
+def _run_stage(run: _Run, stage, graphdef, state, *, steps, offset, key):
   """Runs global steps ``steps[0] + 1 .. steps[1]`` of a stage; returns the state.
 
   A stop request (`gsgen.workdir.StopRequest`) is read after every step: that step is then
   logged and saved as the last one would be, and `gsgen.workdir.Interrupted` raised.
   """
+  config, source, render, mesh = run.config, run.source, run.render, run.mesh
+  ckpt, logs, seeds, stop = run.ckpt, run.logs, run.seeds, run.stop
   begin, stop_step = steps
   if begin >= stop_step:
     return state
@@ -290,10 +322,10 @@ def _run_stage(config, stage, graphdef, state, source, render, mesh, ckpt, logs,
         raise FloatingPointError(_divergence(
             f"the loss of the updated state ({loss[i]}{_of_seed(seeds, i)})", step, ckpt))
       ckpt.save(step, _saved(state), {"step": step, "seed": config.seed,
-                                      "identity": run_id, "stage": stage.name})
+                                      "identity": run.run_id, "stage": stage.name})
     if stopping:
       bar.close()
-      stop.check(step, total)
+      stop.check(step, run.total)
   bar.close()
   return state
 

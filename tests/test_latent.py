@@ -202,7 +202,9 @@ def test_the_vaes_start_as_slow_disentanglements_model():
   from gsgen.datasets import render_dsprites
   from gsgen.learners import vae
   spec = specs.get("dsprites")
-  model = vae.build(get_config("learner=beta_vae"), spec, nnx.Rngs(0))
+  config = get_config("learner=beta_vae")
+  model = vae.build(config.model, config.model_kwargs, spec, nnx.Rngs(0),
+                    z=config.learner_kwargs.z)
   for _, layer in nnx.iter_graph(model):
     if isinstance(layer, (nnx.Linear, nnx.Conv)):
       np.testing.assert_array_equal(layer.bias[...], 0.0)

@@ -130,7 +130,7 @@ LAYERS = (
      "weights": ("checkpoint", "workdir", "models", "optim"),
      "evaluate": ("specs", "progress", "splits", "user_images")},
     # The config, the jitted step, the checks before a run, a finished run from Python.
-    {"configs": ("models", "learners"),
+    {"configs": ("specs", "models", "learners"),
      "steps": ("sharding", "optim", "learners"),
      "validate": ("specs", "workdir", "splits", "pairs", "models", "optim", "learners",
                   "weights"),

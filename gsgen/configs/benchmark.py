@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import ml_collections
 
+from gsgen import learners
 from gsgen import models
+from gsgen import specs
 
 # Reduced grids of the smoke preset: a few hundred points, yet every split keeps train and
 # test points (composition needs one factor large enough for a low band).
@@ -68,23 +70,19 @@ TRANSFER_WEIGHTS = {
     "resnet101": "data/weights/resnet101-63fe2227.pth",
 }
 
+
+def _learner_budgets() -> dict[str, dict[str, dict]]:
+  """``{preset: {learner: its budget there}}`` over the presets where a learner has one."""
+  by_preset = {preset: {name: dict(learner.budgets[preset])
+                        for name, learner in learners.LEARNERS.items()
+                        if preset in learner.budgets} for preset in PRESETS}
+  return {preset: table for preset, table in by_preset.items() if table}
+
+
 # Steps of the representation (train.steps) and of its readout (readout.steps) by preset and
-# learner, where they differ from the preset's; a supervised learner has no readout unless
-# readout.steps is set. For pair learners a step is a batch of pairs (twice the images).
-# The paper's budgets of these learners are not recovered (unverified): 300,000 steps as
-# for the supervised models, and a 100,000-step readout.
-_REPRESENTATION = ("beta_vae", "ada_gvae", "slow_vae", "pcl")
-LEARNER_BUDGETS = {
-    # A VAE trains about ten times slower per image than the CNN on a CPU (the decoder's
-    # kernel gradients; about 100 against 1,000 images/s at batch 64 on 2 cores): 64,000
-    # images for the VAEs, 128,000 for PCL (no decoder), then a 1,000-step readout.
-    "cpu": {"beta_vae": dict(steps=1000, readout_steps=1000),
-            "ada_gvae": dict(steps=500, readout_steps=1000),
-            "slow_vae": dict(steps=500, readout_steps=1000),
-            "pcl": dict(steps=1000, readout_steps=1000)},
-    "paper": {name: dict(steps=300_000, readout_steps=100_000) for name in _REPRESENTATION},
-    "smoke": {name: dict(steps=4, readout_steps=4) for name in _REPRESENTATION},
-}
+# learner, where they differ from the preset's: each learner's own (`Learner.budgets`). A
+# supervised learner has no readout unless readout.steps is set.
+LEARNER_BUDGETS = _learner_budgets()
 
 # What each field means: `python -m gsgen.main --help` prints this.
 FIELDS = {
@@ -188,7 +186,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optim = ml_collections.ConfigDict(optim)
   config.data = ml_collections.ConfigDict(dict(
       source=values["source"], data_dir="",
-      grid=SMOKE_GRIDS.get(config.dataset, ()) if values["preset"] == "smoke" else ()))
+      grid=_smoke_grid(config.dataset) if values["preset"] == "smoke" else ()))
   config.train = ml_collections.ConfigDict(dict(
       steps=budget.get("steps", preset["steps"]), batch_size=preset.get("batch_size", 64),
       log_every=preset["log_every"],
@@ -203,8 +201,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return config
 
 
+def _smoke_grid(dataset: str) -> tuple[int, ...]:
+  """The smoke preset's reduced grid of ``dataset``; a dataset without one is an error (the
+  full grid would turn a test's few steps into a full evaluation)."""
+  if dataset not in SMOKE_GRIDS:
+    specs.get(dataset)  # an unknown name gets the error that lists the datasets
+    raise ValueError(f"the smoke preset has no reduced grid for dataset {dataset!r}; "
+                     f"SMOKE_GRIDS has one for {', '.join(SMOKE_GRIDS)}.")
+  return SMOKE_GRIDS[dataset]
+
+
 def _learner_options(name: str) -> dict:
-  from gsgen import learners  # pylint: disable=g-import-not-at-top
   return dict(learners.LEARNERS[name].options) if name in learners.LEARNERS else {}
 
 

@@ -5,8 +5,9 @@ Synopsis::
 
   from gsgen import learners
   learner = learners.get("regression")
-  model = learner.build(config, spec, nnx.Rngs(0))
   stages = learners.stages(learner, config)  # its own stages, then a readout where needed
+  model = learner.build(config.model, config.model_kwargs, spec, nnx.Rngs(0),
+                        **learner.build_options(stages[0].options))
 
 A new objective is one module here and one entry in `LEARNERS`; `gsgen.train` runs it
 unchanged (see `gsgen.learners.learner` for what a learner provides). The losses,
@@ -65,4 +66,4 @@ def stages(learner: learner_lib.Learner,
     own = tuple(learner.stages(config))
   if own[-1].learner.predict is not None and not config.readout.steps:
     return own
-  return own + (readout.stage(own[-1].learner, config),)
+  return own + (readout.stage(own[-1], config),)

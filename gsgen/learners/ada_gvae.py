@@ -85,10 +85,9 @@ def aggregate(mean: jax.Array, logvar: jax.Array) -> tuple[tuple, tuple, jax.Arr
   return out[0], out[1], share
 
 
-def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float, kl_warmup: int = 0,
-         **unused) -> tuple[jax.Array, dict]:
+def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float,
+         kl_warmup: int = 0) -> tuple[jax.Array, dict]:
   """Reconstruction of both images from the aggregated posteriors, plus their KL."""
-  del unused  # z shapes the model, k the sampler
   images = vae.pairs_to_images(batch["image"])
   mean, logvar = model.posterior(images)
   pairs = mean.shape[0] // 2
@@ -107,5 +106,6 @@ def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float, kl_warm
 
 
 LEARNER = learner_lib.Learner(name="ada_gvae", build=vae.build, loss=loss,
-                              sampler="locatello", options=OPTIONS, check=vae.check,
+                              sampler="locatello", options=OPTIONS, model_options=("z",),
+                              budgets=vae.budgets(cpu_steps=500), check=vae.check,
                               on_end=pictures.write)

@@ -7,7 +7,7 @@ is not recovered, so the default is 1, a plain VAE (unverified, docs/learners.md
 Synopsis::
 
   from gsgen.learners import beta_vae
-  model = beta_vae.LEARNER.build(config, spec, nnx.Rngs(0))
+  model = beta_vae.LEARNER.build("cnn", {}, spec, nnx.Rngs(0), z=10)
   loss, aux = beta_vae.loss(model, batch, rng, beta=4.0)   # aux: reconstruction, kl
 
 Loss: ``recon + beta * KL(q(z|x) || N(0, I))``, the reconstruction summed over pixels and
@@ -28,10 +28,9 @@ from gsgen.models import latent
 OPTIONS = {"z": 10, "beta": 1.0, "kl_warmup": 0}
 
 
-def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float, kl_warmup: int = 0,
-         **unused) -> tuple[jax.Array, dict]:
+def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float,
+         kl_warmup: int = 0) -> tuple[jax.Array, dict]:
   """The negative ELBO with a ``beta``-weighted KL, per image."""
-  del unused  # z shapes the model
   images = batch["image"]
   mean, logvar = model.posterior(images)
   logits = model.decode(vae.reparameterise(rng, mean, logvar))
@@ -42,4 +41,5 @@ def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float, kl_warm
 
 
 LEARNER = learner_lib.Learner(name="beta_vae", build=vae.build, loss=loss, options=OPTIONS,
+                              model_options=("z",), budgets=vae.budgets(cpu_steps=1000),
                               check=vae.check, on_end=pictures.write)

@@ -5,7 +5,7 @@ Synopsis::
   from gsgen.learners import learner as learner_lib
   l1 = learner_lib.Learner(
       name="l1",
-      build=regression.build,                        # (config, spec, rngs) -> nnx.Module
+      build=regression.build,          # (model, model_kwargs, spec, rngs) -> nnx.Module
       loss=lambda model, batch, rng: (jnp.abs(model(batch["image"]) - batch["targets"]).mean(), {}),
       predict=regression.predict)                    # (model, images) -> normalised targets
 
@@ -34,11 +34,12 @@ from flax import nnx
 from gsgen import pairs
 from gsgen import specs as specs_lib
 
-# (model, batch, rng, **options) -> (scalar loss, {name: scalar} logged beside it); options
-# are the learner's hyperparameters (`Learner.options`, as set in config.learner_kwargs)
+# (model, batch, rng, **its options) -> (scalar loss, {name: scalar} logged beside it); its
+# options are `Learner.loss_options`, as keywords
 LossFn = Callable[..., tuple[jax.Array, dict]]
-# (config, spec, rngs) -> the module a stage trains
-BuildFn = Callable[[ml_collections.ConfigDict, specs_lib.DatasetSpec, nnx.Rngs], nnx.Module]
+# (config.model, config.model_kwargs, spec, rngs, **`Learner.model_options`) -> the module a
+# stage trains
+BuildFn = Callable[..., nnx.Module]
 # (model, float images [B, H, W, C]) -> normalised targets [B, num_factors]
 PredictFn = Callable[[nnx.Module, jax.Array], jax.Array]
 # (final model, split_data.SplitData, workdir, config) -> {name: file written in workdir}
@@ -57,9 +58,11 @@ class Learner:
 
   Attributes:
     name: the key in `gsgen.learners.LEARNERS` (and ``config.learner``).
-    build: builds the model from the config (``config.model``, ``config.model_kwargs``).
-    loss: the objective of one batch, ``loss(model, batch, rng, **options)``; gradients
-      flow through it.
+    build: builds the model, ``build(model, model_kwargs, spec, rngs, **options)`` with the
+      model's name and options (``config.model``, ``config.model_kwargs``) and the learner's
+      `model_options`.
+    loss: the objective of one batch, ``loss(model, batch, rng, **options)`` with the
+      learner's `loss_options`; gradients flow through it.
     predict: normalised targets from images, in inference mode; None when the learner's
       model does not regress factors (a representation learner is read out by a later
       stage).
@@ -70,6 +73,12 @@ class Learner:
       the learner does not predict.
     options: the learner's hyperparameters and their defaults; the config holds them as
       ``config.learner_kwargs`` (so they are overridable and recorded with the results).
+      Each goes to one reader: the sampler (`SAMPLERS`), ``build`` (`model_options`) or,
+      all others, ``loss``.
+    model_options: the names of the options that shape the model (passed to ``build``).
+    budgets: ``{preset: {"steps": n, "readout_steps": m}}``, this learner's steps where
+      they differ from a preset's of `gsgen.configs.benchmark` (``train.steps``,
+      ``readout.steps``); empty: the preset's, with no readout.
     check: raises a ValueError naming an option of ``config.learner_kwargs`` that is out of
       range; run before anything is built.
     on_end: called once at the end of a run, on the primary process, with the final model;
@@ -85,6 +94,8 @@ class Learner:
   sampler: str = "single"
   stages: Callable[[ml_collections.ConfigDict], tuple["Stage", ...]] | None = None
   options: dict = dataclasses.field(default_factory=dict)
+  model_options: tuple[str, ...] = ()
+  budgets: dict = dataclasses.field(default_factory=dict)
   check: CheckFn | None = None
   on_end: OnEndFn | None = None
   constrain: Callable[[nnx.Module], None] | None = None
@@ -97,10 +108,24 @@ class Learner:
     if missing:
       raise ValueError(f"learner {self.name!r}: sampler {self.sampler!r} reads option(s) "
                        f"{missing}; add them to the learner's options with a default.")
+    missing = [o for o in self.model_options if o not in self.options]
+    if missing:
+      raise ValueError(f"learner {self.name!r}: model option(s) {missing} are not among its "
+                       f"options; add them with a default.")
 
   def sampler_options(self, options: dict) -> dict:
     """What the input pipeline's sampler reads from the learner's options."""
     return {o: options[o] for o in SAMPLERS[self.sampler]}
+
+  def build_options(self, options: dict) -> dict:
+    """What ``build`` reads from the learner's options (`model_options`)."""
+    return {o: options[o] for o in self.model_options}
+
+  def loss_options(self, options: dict) -> dict:
+    """What ``loss`` reads from the learner's options: those neither the sampler nor
+    ``build`` reads."""
+    others = set(SAMPLERS[self.sampler]) | set(self.model_options)
+    return {o: v for o, v in options.items() if o not in others}
 
   def configured(self, config: ml_collections.ConfigDict) -> dict:
     """This learner's options as ``config.learner_kwargs`` sets them (defaults for the rest:
@@ -121,8 +146,8 @@ class Stage:
     carry: for stages after the first, a function ``(new_model, previous_model) -> None``
       that copies what the previous stage learnt into this stage's fresh model (a readout
       copies the encoder); None for the first stage.
-    options: the learner's options for this stage, passed to its loss as keyword
-      arguments (`Learner.configured`).
+    options: the learner's options for this stage (`Learner.configured`); its build, loss
+      and sampler each get their own (`Learner.build_options`, ...).
   """
   name: str
   learner: Learner

@@ -13,7 +13,7 @@ negative pairs together (``x_t`` twice). After every update the coefficient ``q`
 Synopsis::
 
   from gsgen.learners import pcl
-  model = pcl.build(config, spec, nnx.Rngs(0))     # latent.PCL
+  model = pcl.build("cnn", {}, spec, nnx.Rngs(0), z=10)   # latent.PCL
   loss, aux = pcl.loss(model, batch, rng)           # aux: accuracy of the 2B decisions
 
 Loss: binary cross-entropy on the logits, averaged over the B positive and B negative pairs.
@@ -33,15 +33,14 @@ from gsgen.models import latent
 OPTIONS = {"z": 10, "transition_rate": 1.0}
 
 
-def build(config, spec, rngs: nnx.Rngs) -> latent.PCL:
-  """``config.model`` with a ``2 * z`` head (the VAE encoder), read out on its first ``z``."""
-  z = config.learner_kwargs.z
-  return latent.PCL(vae.encoder(config, spec, rngs, 2 * z), z, rngs=rngs)
+def build(model: str, model_kwargs, spec, rngs: nnx.Rngs, *, z: int) -> latent.PCL:
+  """``model`` with a ``2 * z`` head (the VAE encoder), read out on its first ``z``."""
+  return latent.PCL(vae.encoder(model, model_kwargs, spec, rngs, 2 * z), z, rngs=rngs)
 
 
-def loss(model: latent.PCL, batch: dict, rng: jax.Array, **unused) -> tuple[jax.Array, dict]:
+def loss(model: latent.PCL, batch: dict, rng: jax.Array) -> tuple[jax.Array, dict]:
   """Logistic loss of the true pairs against the pairs with a random frame."""
-  del rng, unused  # z shapes the model, transition_rate the sampler
+  del rng
   images = batch["image"]
   if images.shape[1] != 3:
     raise ValueError(f"PCL takes examples of three frames [x_(t-1), x_t, negative]; got "
@@ -64,4 +63,6 @@ def constrain(model: latent.PCL) -> None:
 
 
 LEARNER = learner_lib.Learner(name="pcl", build=build, loss=loss, sampler="laplace_negative",
-                              options=OPTIONS, check=vae.check, constrain=constrain)
+                              options=OPTIONS, model_options=("z",),
+                              budgets=vae.budgets(cpu_steps=1000), check=vae.check,
+                              constrain=constrain)

@@ -9,9 +9,9 @@ supervised model is probed the same way (``--config.readout.steps=N``).
 
 Synopsis::
 
-  from gsgen.learners import beta_vae, readout
-  stage = readout.stage(beta_vae.LEARNER, config)    # Stage("readout", ..., carry=...)
-  model = stage.learner.build(config, spec, nnx.Rngs(0))
+  from gsgen.learners import readout
+  stage = readout.stage(representation_stage, config)  # Stage("readout", ..., carry=...)
+  model = stage.learner.build(config.model, config.model_kwargs, spec, nnx.Rngs(0))
   model.encoder                                      # the VAE, whose encode() is the mean
   loss, aux = readout.loss(model, batch, rng)        # squared error summed over factors
 """
@@ -43,17 +43,18 @@ def carry(new: readout_model.Readout, previous: nnx.Module) -> None:
   nnx.update(new.encoder, nnx.state(previous))
 
 
-def learner(representation: learner_lib.Learner) -> learner_lib.Learner:
-  """The readout of ``representation``'s model.
+def learner(representation: learner_lib.Learner, options: dict) -> learner_lib.Learner:
+  """The readout of ``representation``'s model, trained under ``options`` (its stage's).
 
   Its model is a `readout_model.Readout` whose encoder is built by ``representation.build``
-  (so the previous stage's state fits it); its ``on_end`` is the representation's, applied
-  to the encoder.
+  with the same model options (so the previous stage's state fits it); its ``on_end`` is
+  the representation's, applied to the encoder.
   """
+  model_options = representation.build_options(options)
 
-  def build(config, spec, rngs: nnx.Rngs) -> readout_model.Readout:
-    return readout_model.Readout(representation.build(config, spec, rngs), spec.num_factors,
-                                 rngs=rngs)
+  def build(model: str, model_kwargs, spec, rngs: nnx.Rngs) -> readout_model.Readout:
+    encoder = representation.build(model, model_kwargs, spec, rngs, **model_options)
+    return readout_model.Readout(encoder, spec.num_factors, rngs=rngs)
 
   def encoder_on_end(model, source, workdir, config):
     return representation.on_end(model.encoder, source, workdir, config)
@@ -63,8 +64,9 @@ def learner(representation: learner_lib.Learner) -> learner_lib.Learner:
                              on_end=encoder_on_end if representation.on_end else None)
 
 
-def stage(representation: learner_lib.Learner, config) -> learner_lib.Stage:
-  """The ``readout`` stage after ``representation``: ``config.readout.steps`` steps with
-  ``config.readout.optim``."""
-  return learner_lib.Stage("readout", learner(representation), config.readout.steps,
-                           config.readout.optim, carry=carry)
+def stage(representation: learner_lib.Stage, config) -> learner_lib.Stage:
+  """The ``readout`` stage after the stage ``representation``: ``config.readout.steps``
+  steps with ``config.readout.optim``."""
+  return learner_lib.Stage("readout",
+                           learner(representation.learner, representation.options),
+                           config.readout.steps, config.readout.optim, carry=carry)

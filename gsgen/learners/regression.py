@@ -3,7 +3,7 @@
 Synopsis::
 
   from gsgen.learners import regression
-  model = regression.build(config, spec, nnx.Rngs(0))
+  model = regression.build("cnn", {}, spec, nnx.Rngs(0))
   loss, aux = regression.loss(model, batch, rng)     # mean squared error
   predictions = regression.predict(model, images)    # [batch, num_factors]
 
@@ -21,10 +21,10 @@ from gsgen import models
 from gsgen.learners import learner as learner_lib
 
 
-def build(config, spec, rngs: nnx.Rngs) -> nnx.Module:
-  """``config.model`` with ``config.model_kwargs``, one output per factor of ``spec``."""
-  return models.create(config.model, spec.num_factors, in_channels=spec.image_shape[-1],
-                       rngs=rngs, **config.model_kwargs)
+def build(model: str, model_kwargs, spec, rngs: nnx.Rngs) -> nnx.Module:
+  """The model called ``model`` with ``model_kwargs``, one output per factor of ``spec``."""
+  return models.create(model, spec.num_factors, in_channels=spec.image_shape[-1], rngs=rngs,
+                       **model_kwargs)
 
 
 def loss(model: nnx.Module, batch: dict, rng: jax.Array) -> tuple[jax.Array, dict]:

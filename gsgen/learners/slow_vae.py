@@ -47,9 +47,8 @@ def laplace_cross_entropy(offset: jax.Array, logvar: jax.Array, rate: float) -> 
 
 
 def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float, gamma: float,
-         rate_prior: float, kl_warmup: int = 0, **unused) -> tuple[jax.Array, dict]:
+         rate_prior: float, kl_warmup: int = 0) -> tuple[jax.Array, dict]:
   """The SlowVAE objective of a batch of pairs."""
-  del unused  # z shapes the model, transition_rate the sampler
   images = vae.pairs_to_images(batch["image"])
   mean, logvar = model.posterior(images)
   logits = model.decode(vae.reparameterise(rng, mean, logvar))
@@ -67,4 +66,6 @@ def loss(model: latent.VAE, batch: dict, rng: jax.Array, *, beta: float, gamma: 
 
 
 LEARNER = learner_lib.Learner(name="slow_vae", build=vae.build, loss=loss, sampler="laplace",
-                              options=OPTIONS, check=vae.check, on_end=pictures.write)
+                              options=OPTIONS, model_options=("z",),
+                              budgets=vae.budgets(cpu_steps=500), check=vae.check,
+                              on_end=pictures.write)

@@ -10,7 +10,7 @@ Synopsis::
 
   import jax
   from gsgen.learners import vae
-  model = vae.build(config, spec, nnx.Rngs(0))           # latent.VAE, z = learner_kwargs.z
+  model = vae.build("cnn", {}, spec, nnx.Rngs(0), z=10)  # latent.VAE
   mean, logvar = model.posterior(images)
   z = vae.reparameterise(jax.random.key(0), mean, logvar)
   kl = vae.gaussian_kl(mean, logvar)                      # [batch]: KL(q(z|x) || N(0, I))
@@ -52,14 +52,30 @@ def check(options, spec) -> None:
                        f"{spec.num_factors} factors); got {value!r}.")
 
 
-def encoder(config, spec, rngs: nnx.Rngs, num_outputs: int) -> nnx.Module:
-  """``config.model`` with ``config.model_kwargs`` and ``num_outputs`` outputs."""
-  return models.create(config.model, num_outputs, in_channels=spec.image_shape[-1],
-                       rngs=rngs, **config.model_kwargs)
+def budgets(cpu_steps: int) -> dict:
+  """A representation learner's steps and its readout's per preset of
+  `gsgen.configs.benchmark` (`learner_lib.Learner.budgets`); a pair learner's step is a
+  batch of pairs (twice the images).
+
+  ``cpu``: a VAE trains about ten times slower per image than the CNN on a CPU (the
+  decoder's kernel gradients; about 100 against 1,000 images/s at batch 64 on 2 cores), so
+  ``cpu_steps`` is 64,000 images for the VAEs, 128,000 for PCL (no decoder), then a
+  1,000-step readout. ``paper``: these learners' budgets are not recovered (unverified):
+  300,000 steps as for the supervised models, and a 100,000-step readout.
+  """
+  return {"cpu": dict(steps=cpu_steps, readout_steps=1000),
+          "paper": dict(steps=300_000, readout_steps=100_000),
+          "smoke": dict(steps=4, readout_steps=4)}
 
 
-def build(config, spec, rngs: nnx.Rngs) -> latent.VAE:
-  """The VAE: ``config.model`` with a ``2 * z`` head, and the mirrored decoder, initialised as
+def encoder(model: str, model_kwargs, spec, rngs: nnx.Rngs, num_outputs: int) -> nnx.Module:
+  """The model called ``model`` with ``model_kwargs`` and ``num_outputs`` outputs."""
+  return models.create(model, num_outputs, in_channels=spec.image_shape[-1], rngs=rngs,
+                       **model_kwargs)
+
+
+def build(model: str, model_kwargs, spec, rngs: nnx.Rngs, *, z: int) -> latent.VAE:
+  """The VAE: ``model`` with a ``2 * z`` head, and the mirrored decoder, initialised as
   slow_disentanglement's model: Linear and Conv weights Kaiming-normal with zero biases
   (`torch_init.kaiming_normal`), the transposed convolutions at PyTorch's defaults.
 
@@ -67,10 +83,9 @@ def build(config, spec, rngs: nnx.Rngs) -> latent.VAE:
   about 1e-3 against a sampling noise of 1, so the decoder cannot tell images apart and the
   VAEs sat on the prior for hundreds of steps (docs/learners.md, "Initialisation").
   """
-  z = config.learner_kwargs.z
-  model = latent.VAE(encoder(config, spec, rngs, 2 * z),
-                     latent.Decoder(z, spec.image_shape[-1], rngs=rngs))
-  return torch_init.kaiming_normal(model, rngs)
+  vae = latent.VAE(encoder(model, model_kwargs, spec, rngs, 2 * z),
+                   latent.Decoder(z, spec.image_shape[-1], rngs=rngs))
+  return torch_init.kaiming_normal(vae, rngs)
 
 
 def pairs_to_images(images: jax.Array) -> jax.Array:
