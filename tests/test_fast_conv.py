@@ -151,8 +151,6 @@ def test_cnn_parameters_keep_their_names_and_shapes():
       "head/kernel": (256, 5), "head/bias": (5,)}
 
 
-
-
 def test_cnn_encodes_large_cpu_batches_in_chunks_with_the_same_values():
   model = models.create("cnn", 5, in_channels=1, rngs=nnx.Rngs(0))
   x = uniform((3 * cnn.CPU_CHUNK, 64, 64, 1), 5)
@@ -169,3 +167,36 @@ def test_cnn_encodes_large_cpu_batches_in_chunks_with_the_same_values():
   # A batch that is not a multiple of the chunk goes in one piece.
   odd = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)).lower(state, x[:70]).as_text()
   assert "stablehlo.while" not in odd
+
+
+def _values_and_gradients(model, x):
+  graphdef, state = nnx.split(model)
+  loss = lambda s: jnp.sum(jnp.sin(nnx.merge(graphdef, s)(x)))
+  value, grads = jax.jit(jax.value_and_grad(loss))(state)
+  return value, jax.tree.leaves(grads)
+
+
+def test_cnn_trains_cpu_batches_in_chunks_with_the_same_values_and_gradients(monkeypatch):
+  """The training form: chunks unrolled in one program, the model's function unchanged."""
+  model = models.create("cnn", 5, in_channels=1, rngs=nnx.Rngs(0))
+  x = uniform((64, 64, 64, 1), 6)
+  monkeypatch.setattr(cnn, "CPU_TRAIN_CHUNK", 0)
+  whole = _values_and_gradients(model, x)
+  monkeypatch.setattr(cnn, "CPU_TRAIN_CHUNK", 16)
+  program = jax.jit(lambda s, x: nnx.merge(nnx.graphdef(model), s)(x)).lower(
+      nnx.state(model), x).as_text()
+  assert program.count("stablehlo.convolution") == 4 * whole_convolutions(model, x)
+  chunked = _values_and_gradients(model, x)
+  np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-5)
+  for a, b in zip(chunked[1], whole[1]):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
+
+
+def whole_convolutions(model, x):
+  """Convolutions in the program of ``model`` on ``x`` taken whole."""
+  saved, cnn.CPU_TRAIN_CHUNK = cnn.CPU_TRAIN_CHUNK, 0
+  try:
+    return jax.jit(lambda s, x: nnx.merge(nnx.graphdef(model), s)(x)).lower(
+        nnx.state(model), x).as_text().count("stablehlo.convolution")
+  finally:
+    cnn.CPU_TRAIN_CHUNK = saved

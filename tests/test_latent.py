@@ -225,3 +225,27 @@ def test_the_vaes_start_as_slow_disentanglements_model():
   assert abs(float(logvar.mean())) < 0.5
   z = jax.random.normal(jax.random.key(1), mean.shape)
   assert float(jnp.abs(model.decode(z) - model.decode(-z)).mean()) > 0.0015
+
+
+
+def test_the_decoder_runs_cpu_batches_in_chunks_with_the_same_values_and_gradients(
+    monkeypatch):
+  decoder = latent.Decoder(10, 1, rngs=nnx.Rngs(0))
+  z = jax.random.normal(jax.random.key(1), (64, 10))
+  graphdef, state = nnx.split(decoder)
+
+  def values_and_gradients():
+    loss = lambda s: jnp.sum(jnp.sin(nnx.merge(graphdef, s)(z)))
+    value, grads = jax.jit(jax.value_and_grad(loss))(state)
+    return value, jax.tree.leaves(grads)
+
+  products = lambda: jax.jit(lambda s: nnx.merge(graphdef, s)(z)).lower(state).as_text().count(
+      "stablehlo.dot_general")
+  monkeypatch.setattr(latent, "CPU_CHUNK", 0)
+  whole, whole_products = values_and_gradients(), products()
+  monkeypatch.setattr(latent, "CPU_CHUNK", 16)
+  chunked = values_and_gradients()
+  assert products() == 4 * whole_products  # four chunks, unrolled
+  np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-5)
+  for a, b in zip(chunked[1], whole[1]):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))

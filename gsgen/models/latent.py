@@ -38,6 +38,12 @@ DECONVS = ((64, 1, 0), (64, 2, 1), (32, 2, 1), (32, 2, 1))
 FEATURES = 256
 
 
+# On a CPU the decoder runs a batch this many codes at a time, unrolled in the one program:
+# each chunk's activations stay in cache and the two cores run independent chains
+# (docs/learners.md, "The VAE decoder on a CPU"). 0: the batch whole.
+CPU_CHUNK = 16
+
+
 class Decoder(nnx.Module):
   """The CNN mirrored: Linear(z -> 256) as a 1x1 map, five 4x4 transposed convolutions
   (1 -> 4 -> 8 -> 16 -> 32 -> 64 pixels), ReLU between layers: image logits."""
@@ -63,6 +69,13 @@ class Decoder(nnx.Module):
     Returns:
       Bernoulli logits ``[batch, 64, 64, out_channels]``.
     """
+    batch = z.shape[0]
+    if (CPU_CHUNK and jax.default_backend() == "cpu" and batch > CPU_CHUNK
+        and batch % CPU_CHUNK == 0):
+      return jnp.concatenate([self._decode(c) for c in jnp.split(z, batch // CPU_CHUNK)])
+    return self._decode(z)
+
+  def _decode(self, z: jax.Array) -> jax.Array:
     x = self.linear(z).reshape(z.shape[0], 1, 1, FEATURES)
     for deconv in self.deconvs:
       # The layer's own function, as matrix products (docs/learners.md).
