@@ -10,6 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
+import official_files
+
 from gsgen import datasets
 from gsgen import splits
 from gsgen.datasets import loader
@@ -125,15 +127,10 @@ def test_benchmark_split_round_trip(tmp_path):
   official_dir.mkdir()
   images = _fake_images(grid, seed=3)
   rng = np.random.default_rng(0)
-  written = {}
-  for part in ("train", "test"):
-    # The published files are not in grid order.
-    flat = rng.permutation(splits.indices(grid, "extrapolation", part))
-    np.savez(official_dir / f"shapes3d_extrapolation_{part}_images.npz",
-             images[flat].transpose(0, 3, 1, 2))  # channel-first, as published
-    np.savez(official_dir / f"shapes3d_extrapolation_{part}_labels.npz",
-             grid.factor_indices(flat))
-    written[part] = flat
+  # The published files are not in grid order.
+  written = {part: rng.permutation(splits.indices(grid, "extrapolation", part))
+             for part in ("train", "test")}
+  official_files.write_split(official_dir, "shapes3d", "extrapolation", grid, images, written)
   prepare.prepare("shapes3d", "benchmark_extrapolation", data_dir, official_dir,
                   grid_sizes=grid.sizes)
   for part, flat in written.items():

@@ -4,6 +4,8 @@ import jax
 import numpy as np
 import pytest
 
+import official_files
+
 from gsgen import evaluate
 from gsgen import input_pipeline
 from gsgen import sharding
@@ -94,7 +96,7 @@ def test_eval_batch_of_chosen_records(mesh):
 def test_benchmark_source_must_match_the_split():
   with pytest.raises(ValueError, match="published extrapolation split"):
     split_data.make("dsprites", "random", "benchmark_extrapolation",
-                               data_dir="/nonexistent")
+                    data_dir="/nonexistent")
 
 
 def test_procedural_source_names_its_data():
@@ -108,7 +110,7 @@ def test_prepared_source_reads_train_images_from_disk(tmp_path, mesh):
   from gsgen.datasets import procedural
   prepare.prepare("dsprites", "procedural", tmp_path, grid_sizes=GRID)
   source = split_data.make("dsprites", "extrapolation", "procedural:stored",
-                                      data_dir=tmp_path)
+                           data_dir=tmp_path)
   assert not source.renders_on_device and source.data_source == "procedural"
   batches = input_pipeline.TrainBatches(source, 64, seed=0, mesh=mesh)
   for step in (0, 1, 7):
@@ -136,14 +138,12 @@ def test_benchmark_source_reads_the_files_and_counts_disagreements(tmp_path, mes
   test = rng.permutation(splits.indices(grid, "interpolation", "test"))
   # Files that disagree with the rules: two test points trained on, one train point tested.
   train, test = np.concatenate([train[1:], test[:2]]), np.concatenate([test[2:], train[:1]])
-  for part, flat in (("train", train), ("test", test)):
-    np.savez(official_dir / f"shapes3d_interpolation_{part}_images.npz",
-             images[flat].transpose(0, 3, 1, 2))
-    np.savez(official_dir / f"shapes3d_interpolation_{part}_labels.npz", grid.factor_indices(flat))
+  official_files.write_split(official_dir, "shapes3d", "interpolation", grid, images,
+                             {"train": train, "test": test})
   prepare.prepare("shapes3d", "benchmark_interpolation", tmp_path / "tfds", official_dir,
                   grid_sizes=grid.sizes)
   source = split_data.make("shapes3d", "interpolation", "benchmark_interpolation",
-                                      data_dir=tmp_path / "tfds")
+                           data_dir=tmp_path / "tfds")
   assert source.disagreeing_records == 3 and source.spec.sizes == grid.sizes
   assert source.data_source == "official" and not source.renders_on_device
   assert source.data.name == "benchmark_interpolation"

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
+import official_files
+
 from gsgen import input_pipeline
 from gsgen import pairs
 from gsgen import sharding
@@ -263,15 +265,11 @@ def test_stored_pairs_stay_in_the_files_train_records_and_read_both_images(tmp_p
   moved = rule_train[::3]  # the files' test part holds every third rule-train point
   parts = {"train": np.setdiff1d(rule_train, moved),
            "test": np.concatenate([splits.indices(grid, "extrapolation", "test"), moved])}
-  for part, flat in parts.items():
-    np.savez(official_dir / f"shapes3d_extrapolation_{part}_images.npz",
-             images[flat].transpose(0, 3, 1, 2))
-    np.savez(official_dir / f"shapes3d_extrapolation_{part}_labels.npz",
-             grid.factor_indices(flat))
+  official_files.write_split(official_dir, "shapes3d", "extrapolation", grid, images, parts)
   prepare.prepare("shapes3d", "benchmark_extrapolation", tmp_path / "tfds", official_dir,
                   grid_sizes=grid.sizes)
   source = split_data.make("shapes3d", "extrapolation", "benchmark_extrapolation",
-                                      data_dir=tmp_path / "tfds")
+                           data_dir=tmp_path / "tfds")
   for sampler in pairs.PAIR_SAMPLERS:
     batches = input_pipeline.TrainBatches(source, 16, seed=0, mesh=mesh, sampler=sampler)
     seen = []

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+import official_files
+
 from gsgen import pairs
 from gsgen import specs
 from gsgen import split_data
@@ -67,11 +69,7 @@ def test_benchmark_files_are_scored_as_they_are_with_disagreements_counted(tmp_p
   moved = rule_train[:5]  # rule-train points the files put in their test part
   parts = {"train": rule_train[5:],
            "test": np.concatenate([splits.indices(grid, "extrapolation", "test"), moved])}
-  for part, flat in parts.items():
-    np.savez(official_dir / f"shapes3d_extrapolation_{part}_images.npz",
-             images[flat].transpose(0, 3, 1, 2))
-    np.savez(official_dir / f"shapes3d_extrapolation_{part}_labels.npz",
-             grid.factor_indices(flat))
+  official_files.write_split(official_dir, "shapes3d", "extrapolation", grid, images, parts)
   prepare.prepare("shapes3d", "benchmark_extrapolation", data_dir, official_dir,
                   grid_sizes=grid.sizes)
   config = benchmark.get_config("dataset=shapes3d,split=extrapolation,preset=smoke,"
