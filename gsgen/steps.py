@@ -5,7 +5,7 @@ Synopsis::
 
   from gsgen import steps
   step = steps.make_train_step(graphdef, stage, spec, render, mesh, key)
-  state, metrics = step(state, batch, jnp.int32(1))       # the state is donated
+  state, metrics = step(state, batch, np.int32(1))        # the state is donated
   predict = steps.make_predict(graphdef, learner, spec, render)
   targets = predict(state, batch)
 

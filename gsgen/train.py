@@ -299,7 +299,9 @@ def _run_stage(run: _Run, stage, graphdef, state, *, steps, offset, key):
   for step in range(begin + 1, stop_step + 1):
     local = step - offset  # the stage's own step count: its data order and key
     batch = batches.get(local - 1)
-    state, metrics = train_step(state, batch, jnp.int32(local))
+    # A host scalar travels with the call; jnp.int32 would be an op of its own, which on a CPU
+    # waits for the previous step and so stops the next batch being read meanwhile.
+    state, metrics = train_step(state, batch, np.int32(local))
     pending.append((step, metrics))
     bar.update(1)
     stopping = stop.signum is not None  # read once: a signal may arrive at any moment
@@ -316,7 +318,7 @@ def _run_stage(run: _Run, stage, graphdef, state, *, steps, offset, key):
                       img_s=f"{rate * len(seeds):,.0f}")
       pending, tick, tick_step = [], now, step
     if ckpt.should_save(step) or last:
-      loss = np.asarray(state_loss(state, batch, jnp.int32(local))).reshape(-1)
+      loss = np.asarray(state_loss(state, batch, np.int32(local))).reshape(-1)
       if not np.all(np.isfinite(loss)):
         i = int(np.flatnonzero(~np.isfinite(loss))[0])
         raise FloatingPointError(_divergence(
