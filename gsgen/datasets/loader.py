@@ -133,32 +133,27 @@ class _Reader:
     return self._len
 
   def rows(self, indices) -> list[dict]:
-    indices = [int(i) for i in indices]
-    try:
-      if fork_safe.forked():
-        return fork_safe.call(_read_rows, os.fspath(self._folder), self._part, indices)
-      return self._records.__getitems__(indices)
-    except (RuntimeError, OSError, ValueError) as e:
-      raise self._unreadable(e) from e
+    return self._read(self._records.__getitems__, _read_rows, indices)
 
   def read_rows(self, indices) -> np.ndarray:
     """Images of sorted unique record ids, for `records.ImageView`."""
     if self._images is None:
       return np.stack([r["image"] for r in self.rows(indices)])
+    return self._read(self._images.read, _read_images, indices)
+
+  def _read(self, here, in_helper, indices):
+    """``here(indices)``, or in a forked process ``in_helper(folder, part, indices)``."""
     indices = [int(i) for i in indices]
     try:
       if fork_safe.forked():
-        return fork_safe.call(_read_images, os.fspath(self._folder), self._part, indices)
-      return self._images.read(indices)
+        return fork_safe.call(in_helper, os.fspath(self._folder), self._part, indices)
+      return here(indices)
     except (RuntimeError, OSError, ValueError) as e:
-      raise self._unreadable(e) from e
-
-  def _unreadable(self, e: Exception) -> PreparedDataError:
-    # array_record reports a damaged file as a bare Riegeli hash mismatch.
-    return PreparedDataError(
-        f"{self._data.dataset} ({self._data.name}): the prepared records under "
-        f"{self._folder} are unreadable ({e}). Prepare it again: delete {self._folder} and "
-        f"run: {self._fix}")
+      # array_record reports a damaged file as a bare Riegeli hash mismatch.
+      raise PreparedDataError(
+          f"{self._data.dataset} ({self._data.name}): the prepared records under "
+          f"{self._folder} are unreadable ({e}). Prepare it again: delete {self._folder} and "
+          f"run: {self._fix}") from e
 
 
 _OPENED = {}  # (folder, part) -> records or images, in the fork_safe helper process
