@@ -98,14 +98,14 @@ def build(model: str, source, batch_size: int = 64, learner: str = "regression",
       host["image"] = flat.reshape(idx.shape[:-1] + flat.shape[1:])
     fixed = sharding.global_batch(host, mesh)
     batches = types.SimpleNamespace(get=lambda step: fixed)
-  state, metrics = step_fn(state, batches.get(0), np.int32(1))  # compile
+  state, metrics = step_fn(state, batches.get(0), train.step_number(1, mesh))  # compile
   jax.block_until_ready(metrics)
   held = {"state": state, "step": 1}
 
   def run(steps: int) -> int:
     state, step = held["state"], held["step"]
     for step in range(step + 1, step + steps + 1):
-      state, metrics = step_fn(state, batches.get(step - 1), np.int32(step))  # a host scalar: no op of its own
+      state, metrics = step_fn(state, batches.get(step - 1), train.step_number(step, mesh))
     jax.block_until_ready(metrics)
     held["state"], held["step"] = state, step
     return steps * images_per_step

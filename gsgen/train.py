@@ -266,6 +266,20 @@ def _unstack(tree, i):
   return jax.tree.map(lambda x: x[i], tree)
 
 
+def step_number(step: int, mesh):
+  """A stage's step number as its training step takes it.
+
+  On one device it is a host scalar, which travels with the call: a ``jnp.int32`` would be
+  an op of its own, which on a CPU waits for the previous step and keeps the next batch from
+  being read meanwhile. On a CPU with several devices (a test's fake ones) it stays that op:
+  the wait keeps two steps from running at once, whose collectives XLA's CPU backend can
+  leave waiting on each other until it aborts.
+  """
+  if mesh.devices.size > 1 and jax.default_backend() == "cpu":
+    return jnp.int32(step)
+  return np.int32(step)
+
+
 def _run_stage(run: _Run, stage, graphdef, state, *, steps, offset, key):
   """Runs global steps ``steps[0] + 1 .. steps[1]`` of a stage; returns the state.
 
@@ -299,9 +313,7 @@ def _run_stage(run: _Run, stage, graphdef, state, *, steps, offset, key):
   for step in range(begin + 1, stop_step + 1):
     local = step - offset  # the stage's own step count: its data order and key
     batch = batches.get(local - 1)
-    # A host scalar travels with the call; jnp.int32 would be an op of its own, which on a CPU
-    # waits for the previous step and so stops the next batch being read meanwhile.
-    state, metrics = train_step(state, batch, np.int32(local))
+    state, metrics = train_step(state, batch, step_number(local, mesh))
     pending.append((step, metrics))
     bar.update(1)
     stopping = stop.signum is not None  # read once: a signal may arrive at any moment
@@ -318,7 +330,7 @@ def _run_stage(run: _Run, stage, graphdef, state, *, steps, offset, key):
                       img_s=f"{rate * len(seeds):,.0f}")
       pending, tick, tick_step = [], now, step
     if ckpt.should_save(step) or last:
-      loss = np.asarray(state_loss(state, batch, np.int32(local))).reshape(-1)
+      loss = np.asarray(state_loss(state, batch, step_number(local, mesh))).reshape(-1)
       if not np.all(np.isfinite(loss)):
         i = int(np.flatnonzero(~np.isfinite(loss))[0])
         raise FloatingPointError(_divergence(
