@@ -143,3 +143,13 @@ def test_unknown_names_are_refused(tmp_path):
     train.train_and_evaluate(get_config("split=heldout,preset=smoke"), str(tmp_path))
   with pytest.raises(ValueError, match="key one of"):
     get_config("datset=mpi3d")
+
+
+def test_the_step_number_is_a_host_scalar_on_one_device_and_an_op_on_several_cpus():
+  one = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+  number = train.step_number(7, one)
+  assert isinstance(number, np.int32) and number == 7  # travels with the call, no op
+  assert jax.device_count() > 1  # the tests' fake CPU devices
+  several = sharding.make_mesh()
+  number = train.step_number(7, several)
+  assert isinstance(number, jax.Array) and number.dtype == np.int32 and int(number) == 7
