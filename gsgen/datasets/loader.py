@@ -56,12 +56,13 @@ class _Images:
 
     Raises:
       ValueError: the image feature is not a uint8 tensor stored raw or zlib-compressed
-        (`layout` tells beforehand).
+        (`_image_layout` tells beforehand).
     """
     layout = _image_layout(info)
     if layout is None:
       raise ValueError("the prepared records' image feature is not a uint8 tensor")
     self.shape, self._compressed = layout
+    self._size = int(np.prod(self.shape))
     split = info.splits[part]
     self._files = [os.fspath(f) for f in split.filepaths]
     self._starts = np.cumsum([0] + list(split.shard_lengths))
@@ -97,9 +98,9 @@ class _Images:
     data = feature.bytes_list.value[0]
     if self._compressed:
       data = zlib.decompress(data)
-    if len(data) != np.prod(self.shape):
+    if len(data) != self._size:
       raise ValueError(f"record {index} holds {len(data)} image bytes, not the "
-                       f"{np.prod(self.shape)} of a {self.shape} image")
+                       f"{self._size} of a {self.shape} image")
     return np.frombuffer(data, np.uint8).reshape(self.shape)
 
 
