@@ -68,6 +68,7 @@ def prepare_cost(name: str, data_dir: str) -> tuple[float, float]:
 
 
 def main():
+  xla.restart_with_huge_pages()  # as gsgen's command lines do
   xla.configure()  # gsgen's XLA CPU option, as its command lines set it
   parser = argparse.ArgumentParser()
   parser.add_argument("--batches", default="64,512",

@@ -138,6 +138,7 @@ def make_source(dataset: str, name: str, data_dir: str, official_dir: str = "dat
 
 
 def main():
+  xla.restart_with_huge_pages()  # as gsgen's command lines do
   xla.configure()  # gsgen's XLA CPU option, as its command lines set it
   parser = argparse.ArgumentParser()
   parser.add_argument("--model", default="cnn")

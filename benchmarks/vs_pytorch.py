@@ -34,7 +34,10 @@ fresh pages (page faults) until the process has freed one large array, after whi
 them on its heap: the same beta-VAE step ran 1.4x faster after that (about 1,100 against 770
 images/s here). Its workers therefore set glibc's allocator to keep freed memory
 (`_keep_freed_memory`), so the reference always runs in its faster state; XLA's speed is
-the same either way.
+the same either way. The script restarts itself with glibc's huge pages for malloc, as
+gsgen's command lines do (`gsgen.xla.restart_with_huge_pages`), and both sides' workers
+inherit that: it spares XLA a page fault per 4 KiB of each step's buffer of intermediate
+values, while PyTorch's speed is the same with or without it.
 """
 
 import argparse
@@ -329,6 +332,8 @@ def _report(title, results, loads, ratios, per_example=False):
 
 
 def main():
+  from gsgen import xla  # pylint: disable=g-import-not-at-top
+  xla.restart_with_huge_pages()  # as gsgen's command lines do; the workers of both sides inherit it
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--parts", default="train,learners,eval")
   parser.add_argument("--repeats", type=int, default=7, help="training repeats per variant")
@@ -353,7 +358,8 @@ def main():
         f"load averages {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the start")
   print(f"torch {version('torch')}, jax {version('jax')}, python {sys.version.split()[0]}; "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} (gsgen's workers add "
-        f"gsgen.xla.DEFAULT unless it names the option)")
+        f"gsgen.xla.DEFAULT unless it names the option); "
+        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r} (both sides)")
   parts = args.parts.split(",")
   if "train" in parts:
     results, loads = _alternate([

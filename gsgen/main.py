@@ -203,6 +203,7 @@ _RESUME = shlex.join(["python", "-m", "gsgen.main", *sys.argv[1:]])
 
 def run():
   """The console entry: parses the flags (one line per mistake), then runs `main`."""
+  xla.restart_with_huge_pages()
   xla.configure()
   try:
     app.run(main, flags_parser=parse_flags)

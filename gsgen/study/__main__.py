@@ -84,4 +84,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  xla.restart_with_huge_pages()  # the cells it starts inherit the setting
   sys.exit(main())
