@@ -133,12 +133,14 @@ def restart_with_huge_pages() -> None:
 
   A command's first line, before it does anything: the restarted process starts from the
   top and returns here. Nothing happens under a debugger or tracer (restarting would detach
-  it), and a command that cannot restart goes on as it is, saying so. To run without:
+  it), nor for code read from standard input or typed in (it cannot be read again), and a
+  command that cannot restart goes on as it is, saying so. To run without:
   ``GLIBC_TUNABLES=glibc.malloc.hugetlb=0``.
   """
   wanted = huge_page_tunables(os.environ.get("GLIBC_TUNABLES", ""), platform.libc_ver(),
                               thp_mode())
-  if wanted is None or sys.gettrace() is not None or not sys.executable:
+  if (wanted is None or sys.gettrace() is not None or not sys.executable
+      or sys.flags.interactive or sys.argv[0] in ("", "-")):
     return
   os.environ["GLIBC_TUNABLES"] = wanted
   sys.stdout.flush()

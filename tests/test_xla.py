@@ -125,6 +125,11 @@ def test_restart_runs_the_command_again_once_with_huge_pages():
   proc = subprocess.run([sys.executable, "-c", _RESTART], capture_output=True, text=True,
                         env=env, check=True)
   assert proc.stdout.split("\n")[:2] == ["start", "glibc.malloc.hugetlb=0 []"]
+  # Code read from standard input cannot run again: it goes on as it is.
+  del env["GLIBC_TUNABLES"]
+  proc = subprocess.run([sys.executable, "-"], input=_RESTART, capture_output=True, text=True,
+                        env=env, check=True)
+  assert proc.stdout.split("\n")[:2] == ["start", "None []"]
 
 
 # A program whose buffer of intermediate values is 96 MB, run five times; prints the page

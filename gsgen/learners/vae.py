@@ -57,9 +57,9 @@ def budgets(cpu_steps: int) -> dict:
   `gsgen.configs.benchmark` (`learner_lib.Learner.budgets`); a pair learner's step is a
   batch of pairs (twice the images).
 
-  ``cpu``: a VAE trains about ten times slower per image than the CNN on a CPU (the
-  decoder's kernel gradients; about 100 against 1,000 images/s at batch 64 on 2 cores), so
-  ``cpu_steps`` is 64,000 images for the VAEs, 128,000 for PCL (no decoder), then a
+  ``cpu``: a VAE trains about three times slower per image than the CNN on a CPU (its
+  decoder; about 770 against 2,000 images/s at batch 64 on 2 cores), so ``cpu_steps`` is
+  64,000 images for the VAEs, 128,000 for PCL (no decoder), then a
   1,000-step readout. ``paper``: these learners' budgets are not recovered (unverified):
   300,000 steps as for the supervised models, and a 100,000-step readout.
   """
