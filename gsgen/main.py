@@ -21,6 +21,12 @@ import os
 import shlex
 import sys
 
+if __name__ == "__main__":
+  # python -m gsgen.main: start over with huge pages before the imports below, so that they
+  # are read once (`run` does it for the console script).
+  from gsgen import xla as _xla
+  _xla.restart_with_huge_pages()
+
 from absl import app
 from absl import flags
 from absl import logging

@@ -18,6 +18,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+if __name__ == "__main__":
+  # Before the imports below (read once); the cells it starts inherit the setting.
+  from gsgen import xla as _xla
+  _xla.restart_with_huge_pages()
+
 from gsgen import study as study_lib
 from gsgen import xla
 from gsgen.study import report
@@ -84,5 +89,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  xla.restart_with_huge_pages()  # the cells it starts inherit the setting
   sys.exit(main())
