@@ -19,7 +19,8 @@ import argparse
 import sys
 
 if __name__ == "__main__":
-  # Before the imports below (read once); the cells it starts inherit the setting.
+  # Before the imports below (the package's own came first and are read again); the cells
+  # it starts inherit the setting.
   from gsgen import xla as _xla
   _xla.restart_with_huge_pages()
 
