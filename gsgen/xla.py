@@ -47,15 +47,20 @@ def default_flags(flags: str, jaxlib_version: str) -> str:
   Returns:
     The flags to run with.
   """
-  if OPTION in flags:
-    return flags
-  try:
-    major, minor = (int(p) for p in jaxlib_version.split(".")[:2])
-  except ValueError:
-    return flags
-  if (major, minor) < (0, 10):
+  version = _major_minor(jaxlib_version)
+  if OPTION in flags or version is None or version < (0, 10):
     return flags
   return (flags + " " + DEFAULT).strip()
+
+
+def _major_minor(version: str) -> tuple[int, int] | None:
+  """``(2, 36)`` of ``"2.36"`` or ``"2.36.1"``; None where the version does not start with
+  two numbers (``"dev"``, ``""``)."""
+  try:
+    major, minor = (int(p) for p in version.split(".")[:2])
+  except ValueError:
+    return None
+  return major, minor
 
 
 def _backend_started() -> bool:
@@ -103,14 +108,9 @@ def huge_page_tunables(tunables: str, libc: tuple[str, str], thp_mode: str) -> s
     (the user's choice, or this process was restarted with it), for another C library or an
     older glibc, or if the kernel gives no huge pages.
   """
-  if TUNABLE in tunables or thp_mode not in ("always", "madvise"):
-    return None
-  name, version = libc
-  try:
-    major, minor = (int(p) for p in version.split(".")[:2])
-  except ValueError:
-    return None
-  if name != "glibc" or (major, minor) < (2, 35):
+  name, version = libc[0], _major_minor(libc[1])
+  if (TUNABLE in tunables or thp_mode not in ("always", "madvise") or name != "glibc"
+      or version is None or version < (2, 35)):
     return None
   return f"{tunables}:{HUGE_PAGES}" if tunables else HUGE_PAGES
 
