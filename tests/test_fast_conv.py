@@ -38,7 +38,9 @@ def test_form_known_answers(kernel, image, strides, padding, expected):
 
 
 @pytest.mark.parametrize("side,cin,cout,k,s,padding", [
-    (64, 1, 32, 4, 2, ((1, 1), (1, 1))),    # the CNN's first layer
+    (64, 1, 32, 4, 2, ((1, 1), (1, 1))),    # the CNN's first layer: tap by tap
+    (12, 1, 5, 6, 3, ((0, 0), (3, 3))),     # tap by tap, stride 3, one axis padded
+    (9, 1, 4, 4, 2, ((2, 1), (0, 1))),      # tap by tap, asymmetric padding, odd side
     (16, 32, 64, 4, 2, ((1, 1), (1, 1))),
     (12, 3, 5, 6, 3, ((0, 0), (3, 3))),     # stride 3, padding on one axis only
     (12, 6, 5, 6, 3, ((0, 0), (3, 3))),
@@ -53,12 +55,23 @@ def test_strided_conv_is_lax_with_the_same_gradients(side, cin, cout, k, s, padd
   got, got_vjp = jax.vjp(lambda x, w: _fast(x, w, (s, s), padding), x, w)
   if cin > fast_conv.S2D_FORWARD_MAX_CHANNELS:
     np.testing.assert_array_equal(got, want)      # the forward pass is lax's own
-  else:                                           # in space-to-depth form
+  else:                                           # tap by tap or in space-to-depth form
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   g = uniform(want.shape, 2, -1, 1)
   (want_dx, want_dw), (got_dx, got_dw) = want_vjp(g), got_vjp(g)
   np.testing.assert_allclose(got_dx, want_dx, rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(got_dw, want_dw)  # the kernel gradient too
+
+
+@pytest.mark.parametrize("cin,convolutions", [(1, 0), (2, 1), (3, 1), (8, 1)])
+def test_single_channel_inputs_are_convolved_tap_by_tap_on_a_cpu(cin, convolutions):
+  """One channel: a loop of elementwise products (fused with what follows), no convolution."""
+  if jax.default_backend() != "cpu":
+    pytest.skip("the tap-by-tap form is the CPU's; accelerators keep the convolution")
+  x, w = jnp.ones((2, 16, 16, cin)), jnp.ones((4, 4, cin, 8))
+  program = jax.jit(lambda x, w: jax.nn.relu(_fast(x, w, (2, 2), ((1, 1), (1, 1))))).lower(
+      x, w).compile().as_text()
+  assert program.count(" convolution(") == convolutions
 
 
 def test_input_gradient_has_no_dilated_convolution():
