@@ -249,3 +249,19 @@ def test_jit_equals_eager():
   # Also usable inside another jitted function, e.g. an input pipeline.
   total = jax.jit(lambda i: render_dsprites.render(i).astype(np.int32).sum())(rows)
   assert int(total) == jitted.astype(np.int64).sum()
+
+
+def test_the_window_changes_no_pixel(monkeypatch):
+  """Shapes are tested only near their centre: the whole 64x64 image gives the same pixels
+  for every shape at the largest scale and every orientation, along the image's borders."""
+  border = {(x, y) for x in range(32) for y in (0, 31)} | {(x, y) for x in (0, 31)
+                                                            for y in range(32)}
+  rows = np.array([[shape, 5, o, x, y] for shape in range(3) for o in range(40)
+                   for x, y in sorted(border)], np.int32)
+  # The window is smaller than the image, and every shape lies inside it with room to spare.
+  assert render_dsprites.WINDOW < render_dsprites.SIZE
+  assert 13.5 < render_dsprites._largest_extent() < render_dsprites.MARGIN
+  windowed = np.asarray(render_dsprites.render(rows))
+  monkeypatch.setattr(render_dsprites, "WINDOW", render_dsprites.SIZE)
+  whole = np.asarray(jax.jit(jax.vmap(render_dsprites._render_one))(rows))
+  np.testing.assert_array_equal(windowed, whole)
