@@ -18,7 +18,11 @@ of the normalised targets over the full grid). gsgen trains its CNN from a prepa
 (``procedural:stored``), with images rendered inside the step, and on one fixed batch; it
 evaluates with `gsgen.evaluate.evaluate_model` on the same in-memory images and with the
 engine's evaluation (images rendered inside the jitted predict), on the dSprites
-extrapolation test split with the same weights, whose R² both sides print. The ``learners``
+extrapolation test split with the same weights, whose R² both sides print. Beside them, each
+side's forward pass alone runs on one fixed batch of 256 of those images, called as the
+evaluation calls it (PyTorch outside ``no_grad``, gsgen's jitted forward read back batch by
+batch), over ``FORWARD_BATCHES`` batches: what the model costs without data loading or
+scoring, the bound of both evaluations. The ``learners``
 part trains beta-VAE (the model of Ada-GVAE and SlowVAE too) and PCL against plain PyTorch
 references of the same architecture and loss (`torch_learners`) on one fixed batch of 64
 examples, and gsgen's through its engine on a fixed batch and rendered inside the step; PCL's
@@ -56,6 +60,8 @@ DATASET, SPLIT = "dsprites", "extrapolation"
 LEARNERS = ("beta_vae", "pcl")
 # The published loaders' factor sizes (their normalisation divides by size - 1).
 FACTOR_SIZES = (3, 6, 40, 32, 32)
+# Batches of 256 that each side's forward pass alone runs per timed repeat.
+FORWARD_BATCHES = 200
 
 
 # --- data shared by the workers: rendered once, memory-mapped by each -----------------------
@@ -132,6 +138,17 @@ def _torch_worker(kind: str, opts: dict):
     return run_learner
   torch.manual_seed(0)
   model = torch_learners.vanilla_cnn(len(FACTOR_SIZES), 1)
+  if kind == "forward":
+    images = _data(opts["cache_dir"], "test", opts["eval_images"])[0][:256]
+    batch = torch.tensor(images / 255.0, dtype=torch.float32)
+    model.eval()
+
+    def run_forward():
+      for _ in range(FORWARD_BATCHES):
+        model(batch).detach().cpu().numpy()  # as their evaluation loop calls it
+      return FORWARD_BATCHES * 256, None
+    run_forward()  # warm-up
+    return run_forward
   if kind == "eval":
     images, factors, _ = _data(opts["cache_dir"], "test", opts["eval_images"])
     np.savez(os.path.join(opts["cache_dir"], "weights.npz"),
@@ -225,7 +242,15 @@ def _gsgen_worker(kind: str, opts: dict):
   images, _, flat = _data(opts["cache_dir"], "test", opts["eval_images"])
   names = source.spec.factor_names
 
-  if kind == "evaluate_model":
+  if kind == "forward":
+    forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)[0](x))
+    batch = np.ascontiguousarray(images[:256].transpose(0, 2, 3, 1)) / np.float32(255.0)
+
+    def run():
+      for _ in range(FORWARD_BATCHES):
+        np.asarray(forward(state, batch))  # read back each batch, as evaluate_model does
+      return FORWARD_BATCHES * 256, None
+  elif kind == "evaluate_model":
     row = np.full(source.spec.num_images, -1, np.int64)
     row[flat] = np.arange(len(flat))
     forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)[0](x))
@@ -395,15 +420,20 @@ def main():
     results, loads = _alternate([
         ("PyTorch, their Dataset + DataLoader (256), VanillaCNN, R²", "torch", "eval"),
         ("gsgen evaluate_model, the same in-memory images", "gsgen", "evaluate_model"),
-        ("gsgen engine, rendered inside the jitted predict", "gsgen", "engine")],
+        ("gsgen engine, rendered inside the jitted predict", "gsgen", "engine"),
+        ("PyTorch VanillaCNN forward alone, one fixed batch of 256", "torch", "forward"),
+        ("gsgen CNN forward alone, one fixed batch of 256", "gsgen", "forward")],
         opts, args.eval_repeats)
     labels = list(results)
     count = len(_data(args.cache_dir, "test", args.eval_images)[2])
     _report(f"evaluation, dSprites {SPLIT} test split ({count:,} images), batch 256, the same "
-            f"weights; {args.eval_repeats} alternating repeats:", results, loads, {
+            f"weights; {args.eval_repeats} alternating repeats (forward alone: "
+            f"{FORWARD_BATCHES} batches):", results, loads, {
                 "evaluate_model / their loop": (labels[1], labels[0]),
-                "engine / their loop": (labels[2], labels[0])})
-    r2 = np.asarray([results[label][1] for label in labels])
+                "engine / their loop": (labels[2], labels[0]),
+                "forward alone / forward alone": (labels[4], labels[3]),
+                "forward alone / their loop": (labels[4], labels[0])})
+    r2 = np.asarray([results[label][1] for label in labels[:3]])
     print(f"  R² per factor, PyTorch: {np.round(r2[0], 5).tolist()}")
     print(f"  largest difference of gsgen's R² from PyTorch's: {np.abs(r2[1:] - r2[0]).max():.1e}")
 
