@@ -3,7 +3,7 @@
 Usage::
 
   pip install -e ".[bench]"                 # PyTorch (CPU) for the reference side
-  python benchmarks/vs_pytorch.py           # all three parts; about 35 minutes on 2 CPU cores
+  python benchmarks/vs_pytorch.py           # all three parts; 20-35 minutes on 2 CPU cores
   python benchmarks/vs_pytorch.py --parts train --repeats 9
   python benchmarks/vs_pytorch.py --parts learners --repeats 5 --learner_steps 20
   python benchmarks/vs_pytorch.py --parts eval --eval_images 100000 --eval_repeats 3
