@@ -340,6 +340,10 @@ def test_sigint_during_training_saves_and_a_second_signal_stops_at_once(tmp_path
       import os, signal, sys, time
       from gsgen import workdir
       signum = getattr(signal, sys.argv[1])
+      # A fresh interpreter's handlers, whatever this test's process passed down (a signal
+      # it ignores stays ignored in its children).
+      signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
+                    else signal.SIG_DFL)
       with workdir.stop_signals() as stop:
         os.kill(os.getpid(), signum)
         time.sleep(0.2)
